@@ -1,0 +1,37 @@
+# Two commands matter: `make demo` (install + tag -> convert -> run an example) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_NB := example_notebooks/sweep_parameters.ipynb
+DEMO_OUT := build/demo
+
+.PHONY: install demo test lint typecheck clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/nb2pipe convert $(DEMO_NB) -o $(DEMO_OUT)
+	$(VENV)/bin/nb2pipe check $(DEMO_NB) -o $(DEMO_OUT)
+	cd $(DEMO_OUT) && ../../$(PY) -m sweep_parameters
+	@echo "demo: pipeline written to $(DEMO_OUT)/sweep_parameters"
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check nb2pipe tests benchmarks
+	$(VENV)/bin/ruff format --check nb2pipe tests benchmarks
+	$(VENV)/bin/mypy
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check nb2pipe tests benchmarks
+	$(VENV)/bin/ruff format --check nb2pipe tests benchmarks
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache
