@@ -1,3 +1,45 @@
-"""nb2pipe: turn tagged Jupyter notebooks into versioned pipelines."""
+"""nb2pipe: turn tagged Jupyter notebooks into versioned, reviewable pipelines.
+
+The public API is re-exported lazily so that ``import nb2pipe`` (and the CLI) start fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Analysis",
+    "ConvertResult",
+    "Nb2PipeError",
+    "analyze",
+    "check",
+    "convert",
+    "diff",
+    "tag_by_headings",
+]
+
+if TYPE_CHECKING:
+    from .converter import Analysis, ConvertResult, analyze, check, convert, diff
+    from .errors import Nb2PipeError
+    from .tagger import tag_by_headings
+
+_LAZY = {
+    "Analysis": "converter",
+    "ConvertResult": "converter",
+    "analyze": "converter",
+    "check": "converter",
+    "convert": "converter",
+    "diff": "converter",
+    "Nb2PipeError": "errors",
+    "tag_by_headings": "tagger",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'nb2pipe' has no attribute {name!r}")

@@ -75,14 +75,10 @@ def _source(value: object, path: str, index: int, cid: str | None) -> str:
 
 def _tags(metadata: object, path: str, index: int, cid: str | None) -> tuple[str, ...]:
     if not isinstance(metadata, dict):
-        raise NotebookFormatError(
-            "cell 'metadata' must be an object", path=path, cell=index + 1, cell_id=cid
-        )
+        raise NotebookFormatError("cell 'metadata' must be an object", path=path, cell=index + 1, cell_id=cid)
     tags = metadata.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise NotebookFormatError(
-            "'metadata.tags' must be a list of strings", path=path, cell=index + 1, cell_id=cid
-        )
+        raise NotebookFormatError("'metadata.tags' must be a list of strings", path=path, cell=index + 1, cell_id=cid)
     return tuple(t.strip() for t in tags if t.strip())
 
 
@@ -91,9 +87,7 @@ def parse_notebook(raw: bytes, path: str) -> Notebook:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise NotebookFormatError(
-            f"not UTF-8 text (byte {exc.start}); notebooks are UTF-8 JSON", path=path
-        ) from None
+        raise NotebookFormatError(f"not UTF-8 text (byte {exc.start}); notebooks are UTF-8 JSON", path=path) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -127,13 +121,9 @@ def parse_notebook(raw: bytes, path: str) -> Notebook:
             raise NotebookFormatError("cell 'id' must be a string", path=path, cell=index + 1)
         ctype = cell.get("cell_type")
         if ctype not in ("code", "markdown", "raw"):
-            raise NotebookFormatError(
-                f"unknown cell_type {ctype!r}", path=path, cell=index + 1, cell_id=cid
-            )
+            raise NotebookFormatError(f"unknown cell_type {ctype!r}", path=path, cell=index + 1, cell_id=cid)
         if "source" not in cell:
-            raise NotebookFormatError(
-                "cell has no 'source'", path=path, cell=index + 1, cell_id=cid
-            )
+            raise NotebookFormatError("cell has no 'source'", path=path, cell=index + 1, cell_id=cid)
         out.append(
             Cell(
                 index=index,

@@ -121,8 +121,7 @@ def plan_tags(nb: Notebook) -> TagPlan:
         if is_params:
             if params_cell is not None:
                 raise TagError(
-                    f"second parameters cell (the first is cell {params_cell.number}); "
-                    "merge them into one",
+                    f"second parameters cell (the first is cell {params_cell.number}); merge them into one",
                     **cell.where(nb.path),
                 )
             params_cell = cell
@@ -165,11 +164,7 @@ def plan_tags(nb: Notebook) -> TagPlan:
                 from difflib import get_close_matches
 
                 close = get_close_matches(target, stages, n=1)
-                hint = (
-                    f"; did you mean {close[0]!r}?"
-                    if close
-                    else f"; stages are {', '.join(stages)}"
-                )
+                hint = f"; did you mean {close[0]!r}?" if close else f"; stages are {', '.join(stages)}"
                 raise TagError(f"'after:{target}' names no stage{hint}", **cell.where(nb.path))
             if target == stage:
                 cell = next(r.cell for r in roles if r.stage == stage)

@@ -1,0 +1,524 @@
+"""From statement facts to stages: who reads which version of which name, and the DAG that follows.
+
+The walk mirrors the notebook's execution: statements in notebook order, each name resolved to the binding a
+running notebook would see at that point. A stage's inputs are the names it reads whose latest binding lives in
+another stage (so with parallel branches every stage still reads the value the notebook would have read), its
+outputs the names later stages read from it. A mutation is a read plus a new version. Process-wide state (RNG
+seeds, pandas options...) flows the same way under ``@key`` names. Imports and pure definitions are code, not data:
+they are imported where used instead of passed along.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import graphlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+
+import libcst as cst
+
+from .analyze import Unit
+from .effects import DRAW, StateEffect
+from .errors import CycleError, ParameterError, UnknownNameError, UnsupportedCodeError
+from .magics import ParsedCell
+from .tags import PRELUDE, TagPlan
+
+_BUILTINS = frozenset(dir(builtins)) | {"__name__", "__file__", "display", "__builtins__"}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A pipeline parameter from the parameters cell."""
+
+    name: str
+    #: ``int``, ``float``, ``str``, ``bool``, ``list``, ``dict``, ``tuple``, ``NoneType`` or the annotation.
+    type: str
+    #: The default value (a Python literal).
+    default: object
+    #: The default as written in the notebook.
+    default_code: str
+
+
+@dataclass
+class Site:
+    """One binding of a name, in notebook order."""
+
+    pos: int
+    #: ``import``, ``star``, ``def`` (relocatable definition), ``data``, ``param``, ``shared`` or ``delete``.
+    kind: str
+    stage: str | None
+    definite: bool = True
+    unit: Unit | None = None
+
+
+@dataclass
+class StageFlow:
+    """Everything the emitter needs about one stage."""
+
+    name: str
+    cells: list[ParsedCell] = field(default_factory=list)
+    #: The statements of the stage body, in order (imports and hoisted definitions excluded).
+    body: list[Unit] = field(default_factory=list)
+    #: Input name -> producing stage, in order of first use.
+    inputs: dict[str, str] = field(default_factory=dict)
+    params: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    imports: list[str] = field(default_factory=list)
+    star_imports: list[str] = field(default_factory=list)
+    shared_names: list[str] = field(default_factory=list)
+    #: Definitions from other stages that this stage calls (copied into its body).
+    copies: list[Unit] = field(default_factory=list)
+    state_in: dict[str, str | None] = field(default_factory=dict)
+    state_out: list[str] = field(default_factory=list)
+    files_read: list[str] = field(default_factory=list)
+    files_written: list[str] = field(default_factory=list)
+    requirements: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    #: Stages that must finish first because they read a value this stage modifies in place.
+    order_after: list[str] = field(default_factory=list)
+    uses_ipython: bool = False
+    #: Names bound in the body (locals of the stage function).
+    local_names: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Flow:
+    """The pipeline as data flow."""
+
+    stages: list[StageFlow]
+    parameters: list[Parameter]
+    #: Units that make up the shared module: shared cells and pure definitions, in notebook order.
+    shared: list[Unit]
+    shared_imports: list[str]
+    shared_star: list[str]
+    futures: list[str]
+    requirements: list[str]
+    #: (producer, consumer) -> names; ``after``/order edges carry no names.
+    edges: dict[tuple[str, str], list[str]]
+    order: list[str]
+
+
+def _add(seq: list[str], item: str) -> None:
+    if item not in seq:
+        seq.append(item)
+
+
+def parse_parameters(units: Iterable[Unit], path: str) -> list[Parameter]:
+    """Typed parameters from the parameters cell: literal assignments only, each name once."""
+    params: dict[str, Parameter] = {}
+    mod = cst.Module([])
+    for unit in units:
+        stmt = unit.stmt
+        where = unit.cell.cell.where(path)
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            raise ParameterError("the parameters cell may hold only assignments of literal values", **where)
+        for small in stmt.body:
+            if isinstance(small, cst.Expr) and isinstance(small.value, cst.SimpleString | cst.ConcatenatedString):
+                continue
+            if isinstance(small, cst.Pass):
+                continue
+            annotation = None
+            if isinstance(small, cst.Assign) and len(small.targets) == 1:
+                target, value = small.targets[0].target, small.value
+            elif isinstance(small, cst.AnnAssign) and small.value is not None:
+                target, value = small.target, small.value
+                annotation = mod.code_for_node(small.annotation.annotation)
+            else:
+                raise ParameterError(
+                    f"`{mod.code_for_node(small).strip()}` is not a parameter assignment; "
+                    "the parameters cell may hold only `name = literal` lines",
+                    **where,
+                )
+            if not isinstance(target, cst.Name):
+                raise ParameterError("a parameter must be assigned to a plain name", **where)
+            code = mod.code_for_node(value)
+            try:
+                default = ast.literal_eval(code.strip())
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                raise ParameterError(
+                    f"parameter {target.value!r} = {code.strip()} is not a literal; compute it in a stage "
+                    "from a literal parameter",
+                    **where,
+                ) from None
+            if target.value in params:
+                raise ParameterError(f"parameter {target.value!r} is defined twice", **where)
+            params[target.value] = Parameter(target.value, annotation or type(default).__name__, default, code.strip())
+    return list(params.values())
+
+
+class _Walk:
+    def __init__(self, plan: TagPlan, units: list[Unit], roles: dict[int, str], stage_of: dict[int, str], path: str):
+        self.plan, self.units, self.path = plan, units, path
+        self.roles, self.stage_of = roles, stage_of  # keyed by unit.pos
+        self.sites: dict[str, list[Site]] = {}
+        self.shared_sites: dict[str, Site] = {}
+        self.stages = {name: StageFlow(name) for name in plan.stages}
+        self.readers: dict[tuple[str, str, int], list[str]] = {}  # (name, producer, site pos) -> reader stages
+        self.pure: set[int] = set()
+
+    # -- purity -------------------------------------------------------------------------------------------------
+    def find_pure(self) -> None:
+        """Definitions that read only code (imports, builtins, other pure definitions): hoisted to ``shared``."""
+        bind_count: dict[str, int] = {}
+        kinds: dict[str, set[str]] = {}
+        for u in self.units:
+            for name in u.binds + u.deletes + u.global_writes:
+                bind_count[name] = bind_count.get(name, 0) + 1
+                kinds.setdefault(name, set()).add(u.kind if name in u.binds else "data")
+        shared_data = {n for u in self.units if self.roles[u.pos] == "shared" and u.kind == "code" for n in u.binds}
+        candidates = {
+            u.pos: u
+            for u in self.units
+            if u.kind == "def"
+            and self.roles[u.pos] in ("stage", "shared")
+            and bind_count.get(u.def_name or "", 0) == 1
+            and not u.global_writes
+        }
+        changed = True
+        while changed:
+            changed = False
+            code_names = {u.def_name for u in candidates.values()}
+
+            def is_code(name: str, code_names: set[str | None] = code_names) -> bool:
+                k = kinds.get(name)
+                if k is None:
+                    return name in _BUILTINS
+                return k <= {"import", "star"} or name in code_names or name in shared_data
+
+            for pos, u in list(candidates.items()):
+                if not all(map(is_code, u.reads + u.deferred_reads + u.deferred_mutates)):
+                    del candidates[pos]
+                    changed = True
+        self.pure = set(candidates)
+
+    # -- resolution ---------------------------------------------------------------------------------------------
+    def lookup(self, name: str, pos: int, stage: str) -> tuple[Site | None, bool]:
+        """The binding a read at ``pos`` in ``stage`` sees; and whether a local binding may shadow it."""
+        maybe_local = False
+        for site in reversed(self.sites.get(name, ())):
+            if site.pos >= pos:
+                continue
+            if site.stage == stage and site.kind == "data":
+                if site.definite:
+                    return site, False
+                maybe_local = True
+                continue
+            return site, maybe_local
+        if name in self.shared_sites:
+            return self.shared_sites[name], maybe_local
+        return None, maybe_local
+
+    def unknown(self, unit: Unit, name: str) -> UnknownNameError:
+        known = set(self.sites) | set(self.shared_sites)
+        later = [u for u in self.units if u.pos > unit.pos and name in u.binds]
+        if later:
+            hint = f"; it is bound only later, in cell {later[0].cell.cell.number}: move that code up"
+        elif name in self.plan_skipped_names:
+            hint = "; it is bound only in a cell tagged 'skip': remove the tag or bind it elsewhere"
+        else:
+            close = get_close_matches(name, sorted(known | _BUILTINS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+        return UnknownNameError(
+            f"`{name}` is used but no earlier cell defines it{hint}", name=name, **unit.cell.cell.where(self.path)
+        )
+
+    plan_skipped_names: frozenset[str] = frozenset()
+
+    def read(self, unit: Unit, name: str, stage: StageFlow, seen: set[int]) -> Site | None:
+        site, maybe_local = self.lookup(name, unit.pos, stage.name)
+        if site is None:
+            if name in _BUILTINS or (name in stage.local_names and maybe_local):
+                return None
+            if name == "get_ipython" and unit.cell.uses_ipython:
+                stage.uses_ipython = True
+                return None
+            if any(self.star_active(unit.pos)):
+                return None
+            if name in unit.binds:
+                return None
+            raise self.unknown(unit, name)
+        if site.kind == "delete":
+            if maybe_local:
+                return None
+            raise self.unknown(unit, name)
+        if site.kind == "import":
+            assert site.unit is not None
+            _add(stage.imports, site.unit.imports[name])
+        elif site.kind == "star":
+            assert site.unit is not None and site.unit.star_module is not None
+            _add(stage.star_imports, site.unit.star_module)
+        elif site.kind == "shared":
+            _add(stage.shared_names, name)
+        elif site.kind == "def":
+            assert site.unit is not None
+            if site.unit.pos in self.pure:
+                _add(stage.shared_names, name)
+            elif site.stage != stage.name and site.unit not in stage.copies:
+                stage.copies.append(site.unit)
+            self.call(unit, site.unit, stage, seen)
+        elif site.kind == "param":
+            _add(stage.params, name)
+        elif site.kind == "data" and site.stage != stage.name:
+            assert site.stage is not None
+            if name not in stage.inputs:
+                stage.inputs[name] = site.stage
+            self.readers.setdefault((name, site.stage, site.pos), []).append(stage.name)
+        return site
+
+    def call(self, unit: Unit, definition: Unit, stage: StageFlow, seen: set[int]) -> None:
+        """A stage referencing a definition may call it: its body's reads and effects happen here."""
+        if definition.pos in seen:
+            return
+        seen.add(definition.pos)
+        for name in definition.deferred_reads:
+            self.read(unit, name, stage, seen)
+        for name in definition.deferred_mutates + definition.global_writes:
+            self.mutate(unit, name, stage, seen)
+        for eff in definition.deferred_state:
+            self.touch_state(unit, eff, stage)
+
+    def mutate(self, unit: Unit, name: str, stage: StageFlow, seen: set[int]) -> None:
+        site = self.read(unit, name, stage, seen)
+        if site is None and name not in unit.binds and name not in stage.local_names:
+            return
+        if site is not None and site.kind not in ("data", "param"):
+            return
+        if site is not None and site.stage != stage.name:
+            for reader in self.readers.get((name, site.stage or "", site.pos), ()):
+                if reader != stage.name:
+                    _add(stage.order_after, reader)
+        self.bind(name, Site(unit.pos, "data", stage.name, True, unit))
+        stage.local_names.add(name)
+
+    def touch_state(self, unit: Unit, eff: StateEffect, stage: StageFlow) -> None:
+        key = "@" + eff.key
+        if eff.kind == DRAW:
+            site, _ = self.lookup(key, unit.pos, stage.name)
+            if site is None:
+                stage.state_in.setdefault(eff.key, None)
+            elif site.stage != stage.name:
+                assert site.stage is not None
+                stage.state_in.setdefault(eff.key, site.stage)
+        self.bind(key, Site(unit.pos, "data", stage.name, True, unit))
+        _add(stage.state_out, eff.key)
+
+    def bind(self, name: str, site: Site) -> None:
+        self.sites.setdefault(name, []).append(site)
+
+    def star_active(self, pos: int) -> Iterable[bool]:
+        return (u.pos < pos for u in self.units if u.kind == "star")
+
+    # -- the walk -----------------------------------------------------------------------------------------------
+    def shared_unit(self, unit: Unit) -> None:
+        for name in unit.reads + (unit.deferred_reads if unit.pos not in self.pure else []):
+            site = self.sites.get(name, [None])[-1] or self.shared_sites.get(name)
+            if site is None and (name in _BUILTINS or any(self.star_active(unit.pos))):
+                continue
+            if site is None or site.kind not in ("import", "star", "shared", "def"):
+                where = f"stage {site.stage!r}" if site and site.stage else "no shared cell"
+                raise UnsupportedCodeError(
+                    f"shared code reads `{name}`, which {where} binds; shared cells may use only imports, "
+                    "other shared code and builtins: pass it as an argument or move the cell into a stage",
+                    **unit.cell.cell.where(self.path),
+                )
+        if unit.kind == "def" and unit.pos not in self.pure:
+            raise UnsupportedCodeError(
+                f"shared definition `{unit.def_name}` is redefined elsewhere or assigns globals; "
+                "define it once, without `global`",
+                **unit.cell.cell.where(self.path),
+            )
+        for name in unit.binds:
+            site = Site(unit.pos, "import" if unit.kind == "import" else "shared", None, True, unit)
+            self.bind(name, site)
+            self.shared_sites[name] = site
+
+    def stage_unit(self, unit: Unit, stage: StageFlow) -> None:
+        seen: set[int] = set()
+        if unit.kind in ("import", "star", "future"):
+            kind = {"import": "import", "star": "star", "future": "import"}[unit.kind]
+            for name in unit.binds:
+                self.bind(name, Site(unit.pos, kind, stage.name, True, unit))
+            if unit.kind == "star":
+                self.bind("*" + (unit.star_module or ""), Site(unit.pos, "star", stage.name, True, unit))
+            return
+        header_sites = [self.read(unit, name, stage, seen) for name in unit.reads]
+        for name in unit.mutates:
+            self.mutate(unit, name, stage, seen)
+        for eff in unit.state:
+            self.touch_state(unit, eff, stage)
+        for name in unit.deletes:
+            self.bind(name, Site(unit.pos, "delete", stage.name, True, unit))
+        if unit.kind == "def":
+            relocatable = unit.pos in self.pure or all(
+                s is None or s.kind in ("import", "star", "shared", "def") for s in header_sites
+            )
+            kind = "def" if relocatable else "data"
+            assert unit.def_name is not None
+            self.bind(unit.def_name, Site(unit.pos, kind, stage.name, True, unit))
+            if kind == "data":
+                stage.local_names.add(unit.def_name)
+            if unit.pos not in self.pure:
+                stage.body.append(unit)
+                stage.local_names.update(unit.binds)
+            return
+        for name in unit.binds:
+            self.bind(name, Site(unit.pos, "data", stage.name, name in unit.definite, unit))
+            stage.local_names.add(name)
+        stage.body.append(unit)
+
+
+def build_flow(plan: TagPlan, units: list[Unit], path: str, skipped_names: Iterable[str] = ()) -> Flow:
+    """Walk the units in notebook order and build the stages, their inputs/outputs and the DAG."""
+    role_of = {r.cell.index: r for r in plan.roles}
+    roles = {u.pos: role_of[u.cell.cell.index].role for u in units}
+    stage_of = {u.pos: role_of[u.cell.cell.index].stage or "" for u in units}
+    walk = _Walk(plan, units, roles, stage_of, path)
+    walk.plan_skipped_names = frozenset(skipped_names)
+    walk.find_pure()
+    params_units = [u for u in units if roles[u.pos] == "parameters"]
+    parameters = parse_parameters(params_units, path)
+    param_pos = {name: u.pos for u in params_units for name in u.binds}
+    for param in parameters:
+        walk.bind(param.name, Site(param_pos.get(param.name, -1), "param", None))
+    shared: list[Unit] = []
+    futures: list[str] = []
+    requirements: list[str] = []
+    for cell_role in plan.roles:
+        if cell_role.role == "stage" and cell_role.stage:
+            walk.stages[cell_role.stage].cells.append(_cell_of(units, cell_role.cell.index))
+    for unit in units:
+        role = roles[unit.pos]
+        if unit.kind == "future":
+            _add(futures, cst.Module([unit.stmt]).code.strip())
+            continue
+        if role == "parameters":
+            continue
+        if role == "shared" or unit.pos in walk.pure:
+            shared.append(unit)
+            if unit.pos in walk.pure:
+                name = unit.def_name
+                assert name is not None
+                site = Site(unit.pos, "def", None, True, unit)
+                walk.shared_sites[name] = site
+                walk.bind(name, site)
+            else:
+                walk.shared_unit(unit)
+            continue
+        walk.stage_unit(unit, walk.stages[stage_of[unit.pos]])
+    for pc in {id(c): c for c in (u.cell for u in units)}.values():
+        for req in pc.requirements:
+            _add(requirements, req)
+    stages = [s for s in walk.stages.values() if not (s.name == PRELUDE and not s.body)]
+    names = {s.name for s in stages}
+    for stage in stages:
+        for cell in stage.cells:
+            if role_of[cell.cell.index].metrics:
+                for u in units:
+                    if u.cell is cell:
+                        for n in u.binds:
+                            _add(stage.metrics, n)
+        for req in (r for c in stage.cells for r in c.requirements):
+            _add(stage.requirements, req)
+        stage.after = list(plan.after.get(stage.name, ()))
+        stage.files_read = list(plan.reads.get(stage.name, ()))
+        for u in stage.body:
+            for f in u.files_read:
+                _add(stage.files_read, f)
+            for f in u.files_written:
+                _add(stage.files_written, f)
+    for stage in stages:
+        for name, producer in stage.inputs.items():
+            if producer in names:
+                _add(walk.stages[producer].outputs, name)
+        for name in stage.metrics:
+            _add(stage.outputs, name)
+    for stage in stages:
+        stage.outputs.sort()
+    edges: dict[tuple[str, str], list[str]] = {}
+    for stage in stages:
+        for name, producer in stage.inputs.items():
+            edges.setdefault((producer, stage.name), []).append(name)
+        for other in stage.after + stage.order_after + [p for p in stage.state_in.values() if p]:
+            if other != stage.name and other in names:
+                edges.setdefault((other, stage.name), [])
+    order = _order([s.name for s in stages], edges, plan, path, units)
+    return Flow(
+        stages=stages,
+        parameters=parameters,
+        shared=shared,
+        shared_imports=_shared_imports(walk, shared),
+        shared_star=[u.star_module for u in shared if u.kind == "star" and u.star_module],
+        futures=futures,
+        requirements=requirements,
+        edges=edges,
+        order=order,
+    )
+
+
+def _cell_of(units: list[Unit], index: int) -> ParsedCell:
+    for u in units:
+        if u.cell.cell.index == index:
+            return u.cell
+    raise LookupError(index)
+
+
+def _shared_imports(walk: _Walk, shared: list[Unit]) -> list[str]:
+    out: list[str] = []
+    defined = {n for u in shared for n in u.binds}
+    for unit in shared:
+        if unit.kind == "import":
+            continue
+        for name in unit.reads + unit.deferred_reads:
+            if name in defined and any(u.kind != "import" and name in u.binds for u in shared):
+                continue
+            for site in walk.sites.get(name, []):
+                if site.kind == "import" and site.unit is not None:
+                    _add(out, site.unit.imports[name])
+                    break
+    for unit in shared:
+        if unit.kind == "import":
+            for code in unit.imports.values():
+                _add(out, code)
+    return out
+
+
+def _order(
+    names: list[str], edges: dict[tuple[str, str], list[str]], plan: TagPlan, path: str, units: list[Unit]
+) -> list[str]:
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    position = {n: i for i, n in enumerate(names)}
+    for n in names:
+        sorter.add(n)
+    for a, b in edges:
+        sorter.add(b, a)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        cycle = list(exc.args[1])
+        first = next(r.cell for r in plan.roles if r.stage == cycle[0])
+        raise CycleError(
+            "stages form a cycle: " + " -> ".join(cycle) + "; remove an `after:` tag that points backwards",
+            cycle=cycle,
+            **first.where(path),
+        ) from None
+    # Notebook order when the graph allows it (a sequential run then sees exactly the notebook's state);
+    # otherwise ready stages in notebook order.
+    preds: dict[str, set[str]] = {n: set() for n in names}
+    for a, b in edges:
+        preds[b].add(a)
+    done: set[str] = set()
+    for n in names:
+        if not preds[n] <= done:
+            break
+        done.add(n)
+    else:
+        return list(names)
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        order.extend(ready)
+        sorter.done(*ready)
+    return order

@@ -1,0 +1,346 @@
+"""Code generation: stage modules, the shared module, the pipeline driver, the pipeline definition and lock.
+
+Stage functions are built as libcst nodes around the user's own statements, so comments and formatting survive.
+Everything here is a pure function of the :class:`~nb2pipe.dataflow.Flow`: same notebook in, same bytes out.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from dataclasses import dataclass
+
+import libcst as cst
+
+from .analyze import Unit
+from .dataflow import Flow, StageFlow
+from .errors import UnsupportedCodeError
+from .magics import Stmt
+
+FORMAT_VERSION = 1
+_EQUAL = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The generated package, as file contents relative to the package directory."""
+
+    name: str
+    files: dict[str, str]
+    versions: dict[str, str]
+    spec: dict[str, object]
+
+
+def _cell_label(unit_or_cell: Unit) -> str:
+    c = unit_or_cell.cell.cell
+    return f"cell {c.id}" if c.id else f"cell #{c.number}"
+
+
+def _version(code: str, *extra: str) -> str:
+    """Hash of normalized code: comments, blank lines and formatting do not count."""
+    tree = ast.parse(code)
+    body = tree.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the module docstring names cells, which is provenance, not code
+    digest = hashlib.sha256(ast.dump(ast.Module(body=body, type_ignores=[])).encode())
+    for item in extra:
+        digest.update(b"\0" + item.encode())
+    return digest.hexdigest()[:16]
+
+
+class _GlobalToNonlocal(cst.CSTTransformer):
+    """Inside a stage function, a definition's ``global x`` must name the stage's local ``x``."""
+
+    def __init__(self, local: set[str], unit: Unit, path: str) -> None:
+        super().__init__()
+        self.local, self.unit, self.path = local, unit, path
+
+    def leave_Global(self, original: cst.Global, updated: cst.Global) -> cst.Nonlocal:
+        names = [n.name.value for n in updated.names]
+        missing = [n for n in names if n not in self.local]
+        if missing:
+            raise UnsupportedCodeError(
+                f"`global {', '.join(missing)}` in a function creates a variable no stage binds; "
+                "assign it at the top level of a cell first",
+                **self.unit.cell.cell.where(self.path),
+            )
+        return cst.Nonlocal(names=updated.names)
+
+
+def _is_global_stmt(stmt: Stmt) -> bool:
+    return isinstance(stmt, cst.SimpleStatementLine) and all(isinstance(s, cst.Global) for s in stmt.body)
+
+
+def _comment(text: str) -> cst.EmptyLine:
+    return cst.EmptyLine(comment=cst.Comment("# " + text))
+
+
+def _body_statements(stage: StageFlow, local: set[str], path: str) -> list[Stmt]:
+    out: list[Stmt] = []
+    for unit in stage.copies:
+        stmt = unit.stmt.visit(_GlobalToNonlocal(local, unit, path))
+        assert isinstance(stmt, Stmt)
+        label = f"definition from stage {unit_stage(unit)!r} ({_cell_label(unit)}), used here"
+        out.append(stmt.with_changes(leading_lines=[_comment(label)]))
+    current = None
+    pending: list[cst.EmptyLine] = []
+    for unit in stage.body:
+        if _is_global_stmt(unit.stmt):
+            continue
+        stmt = unit.stmt
+        if unit.kind == "def":
+            new = stmt.visit(_GlobalToNonlocal(local, unit, path))
+            assert isinstance(new, Stmt)
+            stmt = new
+        lead = list(stmt.leading_lines)
+        if unit.cell is not current:
+            if current is not None:
+                pending += [ln for ln in current.module.footer if ln.comment]
+            current = unit.cell
+            header = [ln for ln in unit.cell.module.header if ln.comment]
+            lead = [*pending, _comment(f"--- {_cell_label(unit)} ---"), *header, *lead]
+            pending = []
+        out.append(stmt.with_changes(leading_lines=lead))
+    if current is not None:
+        pending += [ln for ln in current.module.footer if ln.comment]
+    returned = ", ".join(f'"{n}": {n}' for n in stage.outputs)
+    ret = cst.parse_statement(f"return {{{returned}}}\n")
+    out.append(ret.with_changes(leading_lines=pending))
+    return out
+
+
+_STAGE_OF: dict[int, str] = {}
+
+
+def unit_stage(unit: Unit) -> str:
+    return _STAGE_OF.get(unit.pos, "?")
+
+
+def function_name(stage: StageFlow) -> str:
+    used = set(stage.inputs) | set(stage.params) | set(stage.shared_names) | stage.local_names
+    used |= {code.rsplit(" ", 1)[-1] for code in stage.imports}
+    return stage.name if stage.name not in used else f"{stage.name}_stage"
+
+
+def _docstring(lines: list[str]) -> cst.SimpleStatementLine:
+    text = "\n".join(lines).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    return cst.SimpleStatementLine([cst.Expr(cst.SimpleString(f'"""{text}\n"""'))])
+
+
+def _import_lines(codes: list[str]) -> list[Stmt]:
+    return [cst.parse_statement(code + "\n") for code in codes]
+
+
+def render_stage(stage: StageFlow, flow: Flow, notebook: str, path: str) -> str:
+    params = {p.name: p for p in flow.parameters}
+    local = set(stage.local_names) | set(stage.inputs) | set(stage.params)
+    cells = ", ".join(c.cell.id or f"#{c.cell.number}" for c in stage.cells)
+    doc = [f"Stage `{stage.name}` of the pipeline generated by nb2pipe from {notebook}.", "", f"Cells: {cells}."]
+    if stage.inputs:
+        doc.append("Inputs: " + ", ".join(f"{n} (from {p})" for n, p in stage.inputs.items()) + ".")
+    if stage.state_in or stage.state_out:
+        doc.append("Process-wide state: " + ", ".join(sorted(set(stage.state_in) | set(stage.state_out))) + ".")
+    doc += ["", "Generated code: edit the notebook and run `nb2pipe convert` again."]
+    head: list[Stmt] = [_docstring(doc)]
+    head += _import_lines(flow.futures)
+    head += _import_lines(sorted(stage.imports, key=_import_sort_key))
+    head += _import_lines([f"from {m} import *" for m in stage.star_imports])
+    if stage.uses_ipython:
+        head += _import_lines(["from nb2pipe.runtime import get_ipython"])
+    if stage.shared_names:
+        head += _import_lines([f"from ..shared import {', '.join(sorted(stage.shared_names))}"])
+    arg_list = [cst.Param(cst.Name(n)) for n in stage.inputs]
+    for n in stage.params:
+        arg_list.append(
+            cst.Param(cst.Name(n), default=cst.parse_expression(params[n].default_code), equal=_EQUAL)
+            if n in params
+            else cst.Param(cst.Name(n))
+        )
+    func = cst.FunctionDef(
+        name=cst.Name(function_name(stage)),
+        params=cst.Parameters(params=arg_list),
+        body=cst.IndentedBlock(body=_body_statements(stage, local, path)),
+        leading_lines=[cst.EmptyLine(), cst.EmptyLine()],
+    )
+    return cst.Module(body=[*_spaced(head), func]).code
+
+
+def _spaced(stmts: list[Stmt]) -> list[Stmt]:
+    # A blank line between the docstring and the imports.
+    if len(stmts) > 1:
+        stmts = [stmts[0], stmts[1].with_changes(leading_lines=[cst.EmptyLine()]), *stmts[2:]]
+    return stmts
+
+
+def _import_sort_key(code: str) -> tuple[int, str]:
+    return (0 if code.startswith("import ") else 1, code)
+
+
+def render_shared(flow: Flow, notebook: str) -> str:
+    doc = [
+        f"Code shared by the stages of the pipeline generated by nb2pipe from {notebook}.",
+        "",
+        "Imports, shared cells and the definitions that depend only on code.",
+    ]
+    head: list[Stmt] = [_docstring(doc)]
+    head += _import_lines(flow.futures)
+    head += _import_lines(sorted(flow.shared_imports, key=_import_sort_key))
+    head += _import_lines([f"from {m} import *" for m in flow.shared_star])
+    body: list[Stmt] = []
+    for unit in flow.shared:
+        if unit.kind in ("import", "star", "future"):
+            continue
+        stmt = unit.stmt
+        lead = [ln for ln in stmt.leading_lines if ln.comment]
+        lines = [cst.EmptyLine(), cst.EmptyLine()] if unit.kind == "def" else [cst.EmptyLine()]
+        body.append(stmt.with_changes(leading_lines=[*lines, _comment(f"from {_cell_label(unit)}"), *lead]))
+    return cst.Module(body=[*_spaced(head), *body]).code
+
+
+def render_pipeline(flow: Flow, name: str, notebook: str) -> str:
+    lines = [
+        f'"""Pipeline `{name}`, generated by nb2pipe from {notebook}.',
+        "",
+        "`run()` calls every stage in order, in this process, and returns each stage's outputs.",
+        "Generated code: edit the notebook and run `nb2pipe convert` again.",
+        '"""',
+        "",
+    ]
+    for stage in sorted(flow.stages, key=lambda s: s.name):
+        lines.append(f"from .stages import {stage.name} as {stage.name}_stage")
+    lines += ["", "#: Parameters with their notebook defaults.", "PARAMETERS = {"]
+    for p in flow.parameters:
+        lines.append(f"    {p.name!r}: {p.default_code},")
+    lines += ["}", "", "#: Stages in execution order.", f"ORDER = {flow.order!r}", "", ""]
+    args = ", ".join(f"{p.name}={p.default_code}" for p in flow.parameters)
+    lines.append(f"def run({'*, ' + args if args else ''}):")
+    lines.append('    """Run the whole pipeline; return ``{stage: {output: value}}``."""')
+    lines.append("    results = {}")
+    by_name = {s.name: s for s in flow.stages}
+    for sname in flow.order:
+        stage = by_name[sname]
+        call_args = [f'{n}=results["{p}"]["{n}"]' for n, p in stage.inputs.items()]
+        call_args += [f"{n}={n}" for n in stage.params]
+        lines.append(f'    results["{sname}"] = {sname}_stage.{function_name(stage)}({", ".join(call_args)})')
+    lines.append("    return results")
+    return "\n".join(lines) + "\n"
+
+
+_MAIN = '''"""Run the pipeline in this process: python -m {name} [-p NAME VALUE]..."""
+
+import argparse
+import ast
+
+from .pipeline import PARAMETERS, run
+
+
+def _typed(name, text):
+    default = PARAMETERS[name]
+    if isinstance(default, str):
+        return text
+    if isinstance(default, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise SystemExit(f"parameter {{name}}: expected true or false, got {{text!r}}")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise SystemExit(f"parameter {{name}}: {{text!r}} is not a {{type(default).__name__}}") from None
+    if isinstance(default, float) and isinstance(value, int):
+        value = float(value)
+    if default is not None and not isinstance(value, type(default)):
+        raise SystemExit(f"parameter {{name}}: {{text!r}} is not a {{type(default).__name__}}")
+    return value
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m {name}", description=__doc__)
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    args = parser.parse_args(argv)
+    params = {{}}
+    for key, text in args.parameter:
+        if key not in PARAMETERS:
+            parser.error(f"unknown parameter {{key!r}}; parameters: {{', '.join(PARAMETERS) or 'none'}}")
+        params[key] = _typed(key, text)
+    run(**params)
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def render(flow: Flow, name: str, notebook: str, path: str) -> Rendered:
+    """Render every file of the package ``name`` (paths relative to the package directory)."""
+    _STAGE_OF.clear()
+    for stage in flow.stages:
+        for unit in stage.body:
+            _STAGE_OF[unit.pos] = stage.name
+    files: dict[str, str] = {}
+    versions: dict[str, str] = {}
+    shared_code = render_shared(flow, notebook)
+    shared_defs = {n: cst.Module([u.stmt]).code for u in flow.shared for n in u.binds}
+    if flow.shared:
+        files["shared.py"] = shared_code
+        versions["shared"] = _version(shared_code)
+    for stage in flow.stages:
+        code = render_stage(stage, flow, notebook, path)
+        files[f"stages/{stage.name}.py"] = code
+        deps = [shared_defs.get(n, "") for n in sorted(stage.shared_names)]
+        versions[stage.name] = _version(code, *deps)
+    files["stages/__init__.py"] = f'"""Stage modules of pipeline `{name}`, one per stage."""\n'
+    files["pipeline.py"] = render_pipeline(flow, name, notebook)
+    files["__init__.py"] = (
+        f'"""Pipeline `{name}`, generated by nb2pipe from {notebook}."""\n\nfrom .pipeline import PARAMETERS, run\n\n'
+        '__all__ = ["PARAMETERS", "run"]\n'
+    )
+    files["__main__.py"] = _MAIN.format(name=name)
+    spec = pipeline_spec(flow, name, notebook, versions)
+    files["pipeline.json"] = json.dumps(spec, indent=2, default=repr) + "\n"
+    lock = {
+        "format": FORMAT_VERSION,
+        "pipeline": name,
+        "stages": {s.name: versions[s.name] for s in flow.stages},
+        "shared": versions.get("shared"),
+        "files": {rel: hashlib.sha256(text.encode()).hexdigest()[:16] for rel, text in sorted(files.items())},
+    }
+    files["nb2pipe.lock"] = json.dumps(lock, indent=2) + "\n"
+    return Rendered(name, files, versions, spec)
+
+
+def pipeline_spec(flow: Flow, name: str, notebook: str, versions: dict[str, str]) -> dict[str, object]:
+    """The pipeline definition: what a runner, a scheduler or a reviewer needs, as plain JSON."""
+    return {
+        "format": FORMAT_VERSION,
+        "name": name,
+        "notebook": notebook,
+        "parameters": [{"name": p.name, "type": p.type, "default": p.default} for p in flow.parameters],
+        "requirements": flow.requirements,
+        "order": flow.order,
+        "stages": [
+            {
+                "name": s.name,
+                "module": f"{name}.stages.{s.name}",
+                "function": function_name(s),
+                "version": versions[s.name],
+                "cells": [c.cell.id or f"#{c.cell.number}" for c in s.cells],
+                "inputs": [{"name": n, "from": p} for n, p in s.inputs.items()],
+                "parameters": s.params,
+                "outputs": s.outputs,
+                "after": s.after,
+                "state": {"inputs": dict(sorted(s.state_in.items())), "outputs": sorted(s.state_out)},
+                "reads": s.files_read,
+                "writes": s.files_written,
+                "metrics": s.metrics,
+                "shared": sorted(s.shared_names),
+            }
+            for s in flow.stages
+        ],
+        "edges": [
+            {"from": a, "to": b, "names": names} for (a, b), names in sorted(flow.edges.items(), key=lambda e: e[0])
+        ],
+        "shared": {"module": f"{name}.shared", "version": versions.get("shared")} if flow.shared else None,
+    }
