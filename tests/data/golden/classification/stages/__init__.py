@@ -1,0 +1,1 @@
+"""Stage modules of pipeline `classification`, one per stage."""
