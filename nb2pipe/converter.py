@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .analyze import analyze_cells
+from .scope_analysis import analyze_cells
 from .dataflow import Flow, build_flow
 from .effects import StateEffect
 from .emit import Rendered, render

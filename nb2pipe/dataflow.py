@@ -19,7 +19,7 @@ from difflib import get_close_matches
 
 import libcst as cst
 
-from .analyze import Unit
+from .scope_analysis import Unit
 from .effects import DRAW, StateEffect
 from .errors import CycleError, ParameterError, UnknownNameError, UnsupportedCodeError
 from .magics import ParsedCell

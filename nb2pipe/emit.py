@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from .analyze import Unit
+from .scope_analysis import Unit
 from .dataflow import Flow, StageFlow
 from .errors import UnsupportedCodeError
 from .magics import Stmt

@@ -1,0 +1,1 @@
+"""Stage modules of pipeline `kale_style`, one per stage."""

@@ -1,0 +1,1 @@
+"""Stage modules of pipeline `regression_features`, one per stage."""

@@ -1,0 +1,1 @@
+"""Stage modules of pipeline `sweep_parameters`, one per stage."""
