@@ -20,7 +20,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/nb2pipe convert $(DEMO_NB) -o $(DEMO_OUT)
 	$(VENV)/bin/nb2pipe check $(DEMO_NB) -o $(DEMO_OUT)
-	cd $(DEMO_OUT) && ../../$(PY) -m sweep_parameters
+	$(VENV)/bin/nb2pipe analyze $(DEMO_NB)
+	cd $(DEMO_OUT) && ../../$(PY) -m sweep_parameters -p n_estimators 50
 	@echo "demo: pipeline written to $(DEMO_OUT)/sweep_parameters"
 
 test: $(STAMP)

@@ -37,8 +37,11 @@ def _state_pairs(values: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _convert_options(p: argparse.ArgumentParser, output_required: bool = True) -> None:
-    p.add_argument("notebook", help="the tagged notebook (.ipynb); it is never modified")
+def _convert_options(p: argparse.ArgumentParser, output_required: bool = True, many: bool = False) -> None:
+    if many:
+        p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="tagged notebooks (pre-commit passes many)")
+    else:
+        p.add_argument("notebook", help="the tagged notebook (.ipynb); it is never modified")
     p.add_argument(
         "-o", "--output", required=output_required, metavar="DIR", help="directory that holds the pipeline package"
     )
@@ -77,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
 
     p = sub.add_parser("check", help="exit 1 when the export in DIR is stale (for CI and pre-commit)")
-    _convert_options(p)
+    _convert_options(p, many=True)
 
     p = sub.add_parser("diff", help="show which stages changed since the export in DIR")
     _convert_options(p)
@@ -127,16 +130,18 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from .converter import check, pipeline_name
 
-    stale = check(args.notebook, args.output, **_kwargs(args))
-    if stale:
-        where = f"{args.output}/{args.name or pipeline_name(args.notebook)}"
-        print(
-            f"{args.notebook}: export in {where} is stale ({', '.join(stale)}); "
-            f"run: nb2pipe convert {args.notebook} -o {args.output}",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    status = 0
+    for notebook in args.notebooks:
+        stale = check(notebook, args.output, **_kwargs(args))
+        if stale:
+            where = f"{args.output}/{args.name or pipeline_name(notebook)}"
+            print(
+                f"{notebook}: export in {where} is stale ({', '.join(stale)}); "
+                f"run: nb2pipe convert {notebook} -o {args.output}",
+                file=sys.stderr,
+            )
+            status = 1
+    return status
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
