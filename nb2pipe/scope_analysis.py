@@ -3,7 +3,7 @@
 The notebook is one Python module executed top to bottom, so we analyse it as one: every code cell that takes
 part in the pipeline is parsed (see :mod:`nb2pipe.magics`), the statements are concatenated into a single
 ``libcst.Module``, and libcst's :class:`~libcst.metadata.ScopeProvider` and
-:class:`~libcst.metadata.QualifiedNameProvider` tell, for every name, where it is bound and read and which
+``Scope.get_qualified_names_for`` tell, for every name, where it is bound and read and which
 library object it denotes, across cells. Nothing is executed.
 
 The result is a list of :class:`Unit` (one top-level statement each) with the global names it binds, reads and
@@ -24,8 +24,6 @@ from libcst.metadata import (
     ComprehensionScope,
     GlobalScope,
     MetadataWrapper,
-    ParentNodeProvider,
-    QualifiedNameProvider,
     QualifiedNameSource,
     Scope,
     ScopeProvider,
@@ -135,11 +133,14 @@ def _literal_str(node: cst.BaseExpression) -> str | None:
 class _Facts(cst.CSTVisitor):
     """Collect mutations, state effects and file accesses of the whole module, keyed by the Name they concern."""
 
-    METADATA_DEPENDENCIES = (QualifiedNameProvider,)
+    METADATA_DEPENDENCIES = (ScopeProvider,)
 
     def __init__(self, extra_state: dict[str, StateEffect]) -> None:
         super().__init__()
         self.extra_state = extra_state
+        #: Parent of every node, built in this same pass (cheaper than libcst's ParentNodeProvider).
+        self.parents: dict[cst.CSTNode, cst.CSTNode] = {}
+        self._stack: list[cst.CSTNode] = []
         #: (Name node, why) for possibly mutated names.
         self.mutated: list[cst.Name] = []
         #: (node, effect) for state effects; node locates the statement.
@@ -147,8 +148,22 @@ class _Facts(cst.CSTVisitor):
         self.files: list[tuple[cst.CSTNode, str, str]] = []
         self.awaits: list[cst.CSTNode] = []
 
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if self._stack:
+            self.parents[node] = self._stack[-1]
+        self._stack.append(node)
+        return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        super().on_leave(original_node)
+        self._stack.pop()
+
     def _qualname(self, node: cst.CSTNode) -> str | None:
-        names = self.get_metadata(QualifiedNameProvider, node, set())
+        # Asked only for calls and mutated objects: resolving qualified names for the whole tree costs more.
+        scope = self.get_metadata(ScopeProvider, node, None)
+        if scope is None or not isinstance(node, cst.Name | cst.Attribute):
+            return None
+        names = scope.get_qualified_names_for(node)
         for q in sorted(names, key=lambda q: q.name):
             if q.source in (QualifiedNameSource.IMPORT, QualifiedNameSource.BUILTIN):
                 return str(q.name)
@@ -276,9 +291,9 @@ class ModuleAnalysis:
         self.module = cst.Module(body=[s for _, s in owners])
         self.wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
         self.scopes = self.wrapper.resolve(ScopeProvider)
-        self.parents = self.wrapper.resolve(ParentNodeProvider)
         self.facts = _Facts(extra_state or {})
         self.wrapper.visit(self.facts)
+        self.parents = self.facts.parents
         self.units = [Unit(pos, pc, s) for pos, (pc, s) in enumerate(owners)]
         self._index = {id(s): i for i, (_, s) in enumerate(owners)}
 
