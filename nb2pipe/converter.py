@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .scope_analysis import analyze_cells
 from .dataflow import Flow, build_flow
 from .effects import StateEffect
 from .emit import Rendered, render
@@ -16,6 +15,7 @@ from .errors import Nb2PipeError
 from .magics import parse_cell
 from .notebook import Notebook, read_notebook
 from .output import LOCK, WriteReport, stale_files, write_package
+from .scope_analysis import analyze_cells
 from .tags import TagPlan, plan_tags
 
 

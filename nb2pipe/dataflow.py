@@ -19,10 +19,10 @@ from difflib import get_close_matches
 
 import libcst as cst
 
-from .scope_analysis import Unit
 from .effects import DRAW, StateEffect
 from .errors import CycleError, ParameterError, UnknownNameError, UnsupportedCodeError
 from .magics import ParsedCell
+from .scope_analysis import Unit
 from .tags import PRELUDE, TagPlan
 
 _BUILTINS = frozenset(dir(builtins)) | {"__name__", "__file__", "display", "__builtins__"}

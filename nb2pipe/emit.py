@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from .scope_analysis import Unit
 from .dataflow import Flow, StageFlow
 from .errors import UnsupportedCodeError
 from .magics import Stmt
+from .scope_analysis import Unit
 
 FORMAT_VERSION = 1
 _EQUAL = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))

@@ -461,7 +461,8 @@ class ModuleAnalysis:
         scope = self.scopes.get(node)
         if scope is None:
             return
-        refs = [a for a in scope.accesses if a.node is node]
+        refs = scope.accesses[node.value]
+        refs = [a for a in refs if a.node is node]
         if refs and not self._is_global(refs[0].referents, scope, node.value):
             return
         if not refs and not isinstance(scope, GlobalScope) and node.value in scope:
