@@ -85,7 +85,7 @@ def analyze(
                 continue
             skipped_names.update(n for u in units for n in u.binds)
     units = analyze_cells(parsed, nb.path, _state_table(extra_state))
-    flow = build_flow(plan, units, nb.path, skipped_names)
+    flow = build_flow(plan, units, nb.path, skipped_names, parsed)
     pkg = name or pipeline_name(nb.path)
     rendered = render(flow, pkg, Path(nb.path).name, nb.path)
     return Analysis(nb, plan, flow, rendered)

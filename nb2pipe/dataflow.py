@@ -19,7 +19,7 @@ from difflib import get_close_matches
 
 import libcst as cst
 
-from .effects import DRAW, StateEffect
+from .effects import DRAW, READ, StateEffect
 from .errors import CycleError, ParameterError, UnknownNameError, UnsupportedCodeError
 from .magics import ParsedCell
 from .scope_analysis import Unit
@@ -235,7 +235,10 @@ class _Walk:
             if name == "get_ipython" and unit.cell.uses_ipython:
                 stage.uses_ipython = True
                 return None
-            if any(self.star_active(unit.pos)):
+            stars = self.stars_before(unit.pos)
+            if stars:
+                for star in stars:
+                    _add(stage.star_imports, star)
                 return None
             if name in unit.binds:
                 return None
@@ -263,10 +266,35 @@ class _Walk:
             _add(stage.params, name)
         elif site.kind == "data" and site.stage != stage.name:
             assert site.stage is not None
+            self.check_stale_closure(unit, name, site, stage)
             if name not in stage.inputs:
                 stage.inputs[name] = site.stage
             self.readers.setdefault((name, site.stage, site.pos), []).append(stage.name)
         return site
+
+    def check_stale_closure(self, unit: Unit, name: str, site: Site, stage: StageFlow) -> None:
+        """Refuse a value made by a function that reads globals, used after one of those globals changed.
+
+        Such a value may be a closure (``f = make_scaler()``) that, in the notebook, reads the global at call
+        time; in the pipeline it would keep the value it saw in the stage that made it.
+        """
+        maker = site.unit
+        if maker is None or maker.kind == "def":
+            return
+        for called in maker.reads:
+            def_site, _ = self.lookup(called, maker.pos, site.stage or "")
+            if def_site is None or def_site.kind != "def" or def_site.unit is None or def_site.unit.pos in self.pure:
+                continue
+            for g in def_site.unit.deferred_reads:
+                then, _ = self.lookup(g, maker.pos + 1, site.stage or "")
+                now, _ = self.lookup(g, unit.pos, stage.name)
+                if then is not None and now is not None and then is not now and now.kind in ("data", "param"):
+                    raise UnsupportedCodeError(
+                        f"`{name}` was made by `{called}()`, which reads the global `{g}`; `{g}` has changed since "
+                        f"(in stage {now.stage!r}), so the pipeline could not reproduce what `{name}` computes here: "
+                        f"pass `{g}` as an argument instead of reading it as a global",
+                        **unit.cell.cell.where(self.path),
+                    )
 
     def call(self, unit: Unit, definition: Unit, stage: StageFlow, seen: set[int]) -> None:
         """A stage referencing a definition may call it: its body's reads and effects happen here."""
@@ -295,27 +323,30 @@ class _Walk:
 
     def touch_state(self, unit: Unit, eff: StateEffect, stage: StageFlow) -> None:
         key = "@" + eff.key
-        if eff.kind == DRAW:
+        if eff.kind in (DRAW, READ):
             site, _ = self.lookup(key, unit.pos, stage.name)
             if site is None:
                 stage.state_in.setdefault(eff.key, None)
             elif site.stage != stage.name:
                 assert site.stage is not None
                 stage.state_in.setdefault(eff.key, site.stage)
+        if eff.kind == READ:
+            return
         self.bind(key, Site(unit.pos, "data", stage.name, True, unit))
         _add(stage.state_out, eff.key)
 
     def bind(self, name: str, site: Site) -> None:
         self.sites.setdefault(name, []).append(site)
 
-    def star_active(self, pos: int) -> Iterable[bool]:
-        return (u.pos < pos for u in self.units if u.kind == "star")
+    def stars_before(self, pos: int) -> list[str]:
+        """Modules star-imported before ``pos``: a name nothing else binds may come from them."""
+        return [u.star_module for u in self.units if u.kind == "star" and u.pos < pos and u.star_module]
 
     # -- the walk -----------------------------------------------------------------------------------------------
     def shared_unit(self, unit: Unit) -> None:
         for name in unit.reads + (unit.deferred_reads if unit.pos not in self.pure else []):
             site = self.sites.get(name, [None])[-1] or self.shared_sites.get(name)
-            if site is None and (name in _BUILTINS or any(self.star_active(unit.pos))):
+            if site is None and (name in _BUILTINS or self.stars_before(unit.pos)):
                 continue
             if site is None or site.kind not in ("import", "star", "shared", "def"):
                 where = f"stage {site.stage!r}" if site and site.stage else "no shared cell"
@@ -370,7 +401,9 @@ class _Walk:
         stage.body.append(unit)
 
 
-def build_flow(plan: TagPlan, units: list[Unit], path: str, skipped_names: Iterable[str] = ()) -> Flow:
+def build_flow(
+    plan: TagPlan, units: list[Unit], path: str, skipped_names: Iterable[str] = (), parsed: Iterable[ParsedCell] = ()
+) -> Flow:
     """Walk the units in notebook order and build the stages, their inputs/outputs and the DAG."""
     role_of = {r.cell.index: r for r in plan.roles}
     roles = {u.pos: role_of[u.cell.cell.index].role for u in units}
@@ -386,9 +419,12 @@ def build_flow(plan: TagPlan, units: list[Unit], path: str, skipped_names: Itera
     shared: list[Unit] = []
     futures: list[str] = []
     requirements: list[str] = []
+    by_index = {pc.cell.index: pc for pc in parsed} or {u.cell.cell.index: u.cell for u in units}
     for cell_role in plan.roles:
         if cell_role.role == "stage" and cell_role.stage:
-            walk.stages[cell_role.stage].cells.append(_cell_of(units, cell_role.cell.index))
+            pc = by_index.get(cell_role.cell.index)
+            if pc is not None:
+                walk.stages[cell_role.stage].cells.append(pc)
     for unit in units:
         role = roles[unit.pos]
         if unit.kind == "future":
@@ -408,7 +444,7 @@ def build_flow(plan: TagPlan, units: list[Unit], path: str, skipped_names: Itera
                 walk.shared_unit(unit)
             continue
         walk.stage_unit(unit, walk.stages[stage_of[unit.pos]])
-    for pc in {id(c): c for c in (u.cell for u in units)}.values():
+    for pc in by_index.values():
         for req in pc.requirements:
             _add(requirements, req)
     stages = [s for s in walk.stages.values() if not (s.name == PRELUDE and not s.body)]
@@ -456,13 +492,6 @@ def build_flow(plan: TagPlan, units: list[Unit], path: str, skipped_names: Itera
         edges=edges,
         order=order,
     )
-
-
-def _cell_of(units: list[Unit], index: int) -> ParsedCell:
-    for u in units:
-        if u.cell.cell.index == index:
-            return u.cell
-    raise LookupError(index)
 
 
 def _shared_imports(walk: _Walk, shared: list[Unit]) -> list[str]:

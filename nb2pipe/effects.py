@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: Effect on a piece of process-wide state.
-SET, DRAW = "set", "draw"  # SET overwrites it (seed); DRAW reads and advances it (random draws).
+SET, DRAW, READ = "set", "draw", "read"  # SET overwrites it (seed); DRAW reads and advances it; READ only reads.
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ _EXACT_STATE: dict[str, StateEffect] = {
     "torch.seed": StateEffect("torch.random", SET),
     "tensorflow.random.set_seed": StateEffect("tensorflow.random", SET),
     "sklearn.set_config": StateEffect("sklearn.config", SET),
+    "os.getenv": StateEffect("os.environ", READ),
+    "os.getcwd": StateEffect("os.cwd", READ),
+    "pandas.get_option": StateEffect("pandas.options", READ),
 }
 #: Mutable library objects: mutating them (item/attribute assignment, mutating methods) changes state ``key``.
 _STATE_OBJECTS: dict[str, str] = {
@@ -80,8 +83,8 @@ _user_state: dict[str, StateEffect] = {}
 
 def register_state(qualname: str, key: str, kind: str = SET) -> None:
     """Declare that calling ``qualname`` changes process-wide state ``key`` (``kind`` is ``set`` or ``draw``)."""
-    if kind not in (SET, DRAW):
-        raise ValueError(f"kind must be {SET!r} or {DRAW!r}")
+    if kind not in (SET, DRAW, READ):
+        raise ValueError(f"kind must be {SET!r}, {DRAW!r} or {READ!r}")
     _user_state[qualname] = StateEffect(key, kind)
 
 

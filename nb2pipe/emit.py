@@ -152,11 +152,16 @@ def render_stage(stage: StageFlow, flow: Flow, notebook: str, path: str) -> str:
         head += _import_lines([f"from ..shared import {', '.join(sorted(stage.shared_names))}"])
     arg_list = [cst.Param(cst.Name(n)) for n in stage.inputs]
     for n in stage.params:
+        # Only immutable defaults: a list default would be shared, and modified, across calls.
+        immutable = n in params and isinstance(params[n].default, int | float | str | bool | bytes | type(None))
         arg_list.append(
             cst.Param(cst.Name(n), default=cst.parse_expression(params[n].default_code), equal=_EQUAL)
-            if n in params
+            if immutable
             else cst.Param(cst.Name(n))
         )
+    if any(p.default is None for p in arg_list) and any(p.default is not None for p in arg_list):
+        # A parameter without a default cannot follow one with a default.
+        arg_list.sort(key=lambda p: p.default is not None)
     func = cst.FunctionDef(
         name=cst.Name(function_name(stage)),
         params=cst.Parameters(params=arg_list),
@@ -206,6 +211,8 @@ def render_pipeline(flow: Flow, name: str, notebook: str) -> str:
         "Generated code: edit the notebook and run `nb2pipe convert` again.",
         '"""',
         "",
+        "import copy",
+        "",
     ]
     for stage in sorted(flow.stages, key=lambda s: s.name):
         lines.append(f"from .stages import {stage.name} as {stage.name}_stage")
@@ -213,15 +220,19 @@ def render_pipeline(flow: Flow, name: str, notebook: str) -> str:
     for p in flow.parameters:
         lines.append(f"    {p.name!r}: {p.default_code},")
     lines += ["}", "", "#: Stages in execution order.", f"ORDER = {flow.order!r}", "", ""]
-    args = ", ".join(f"{p.name}={p.default_code}" for p in flow.parameters)
-    lines.append(f"def run({'*, ' + args if args else ''}):")
+    lines.append("def run(**parameters):")
     lines.append('    """Run the whole pipeline; return ``{stage: {output: value}}``."""')
+    lines.append("    unknown = sorted(set(parameters) - set(PARAMETERS))")
+    lines.append("    if unknown:")
+    lines.append('        raise TypeError(f"unknown parameters: {unknown}; known: {sorted(PARAMETERS)}")')
+    lines.append("    # A fresh copy of every default: a stage may modify a list parameter in place.")
+    lines.append("    params = {**copy.deepcopy(PARAMETERS), **parameters}")
     lines.append("    results = {}")
     by_name = {s.name: s for s in flow.stages}
     for sname in flow.order:
         stage = by_name[sname]
         call_args = [f'{n}=results["{p}"]["{n}"]' for n, p in stage.inputs.items()]
-        call_args += [f"{n}={n}" for n in stage.params]
+        call_args += [f'{n}=params["{n}"]' for n in stage.params]
         lines.append(f'    results["{sname}"] = {sname}_stage.{function_name(stage)}({", ".join(call_args)})')
     lines.append("    return results")
     return "\n".join(lines) + "\n"

@@ -75,7 +75,21 @@ class Unit:
     def def_name(self) -> str | None:
         if isinstance(self.stmt, cst.FunctionDef | cst.ClassDef):
             return self.stmt.name.value
-        return None
+        return _lambda_target(self.stmt)
+
+
+def _lambda_target(stmt: cst.CSTNode) -> str | None:
+    """``f`` for ``f = lambda ...``: a definition in all but syntax."""
+    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
+        small = stmt.body[0]
+        if (
+            isinstance(small, cst.Assign)
+            and len(small.targets) == 1
+            and isinstance(small.targets[0].target, cst.Name)
+            and isinstance(small.value, cst.Lambda)
+        ):
+            return small.targets[0].target.value
+    return None
 
 
 def _add(seq: list[str], name: str) -> None:
@@ -207,6 +221,9 @@ class _Facts(cst.CSTVisitor):
     def visit_Del(self, node: cst.Del) -> None:
         self._mutate_target(node.target)
 
+    def visit_Subscript(self, node: cst.Subscript) -> None:
+        self._state_object(node.value, effects.READ)
+
     def visit_Await(self, node: cst.Await) -> None:
         self.awaits.append(node)
 
@@ -328,11 +345,12 @@ class ModuleAnalysis:
             self._classify(unit)
         globals_ = [s for s in _scopes(self.scopes) if isinstance(s, GlobalScope)]
         gscope = globals_[0] if globals_ else None
+        self.match_keywords: set[int] = set()
         match_names = self._match_captures()
         for scope in _scopes(self.scopes):
             for access in scope.accesses:
                 node = access.node
-                if not isinstance(node, cst.Name) or id(node) in match_names:
+                if not isinstance(node, cst.Name) or id(node) in match_names or id(node) in self.match_keywords:
                     continue
                 if not self._is_global(access.referents, scope, node.value):
                     continue
@@ -395,6 +413,7 @@ class ModuleAnalysis:
 
     def _match_captures(self) -> dict[int, cst.Name]:
         found: dict[int, cst.Name] = {}
+        keywords = self.match_keywords
 
         class V(cst.CSTVisitor):
             def visit_MatchAs(self, node: cst.MatchAs) -> None:
@@ -409,6 +428,9 @@ class ModuleAnalysis:
                 if node.rest is not None:
                     found[id(node.rest)] = node.rest
 
+            def visit_MatchKeywordElement(self, node: cst.MatchKeywordElement) -> None:
+                keywords.add(id(node.key))
+
         for unit in self.units:
             if isinstance(unit.stmt, cst.Match):
                 unit.stmt.visit(V())
@@ -417,7 +439,7 @@ class ModuleAnalysis:
 
     def _classify(self, unit: Unit) -> None:
         stmt = unit.stmt
-        if isinstance(stmt, cst.FunctionDef | cst.ClassDef):
+        if isinstance(stmt, cst.FunctionDef | cst.ClassDef) or _lambda_target(stmt):
             unit.kind = "def"
             return
         if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:

@@ -9,7 +9,7 @@ import pytest
 
 from nb2pipe.converter import Analysis, analyze, convert
 from nb2pipe.dataflow import StageFlow
-from nb2pipe.errors import UnknownNameError
+from nb2pipe.errors import UnknownNameError, UnsupportedCodeError
 from tests.helpers import make_notebook
 
 
@@ -223,22 +223,31 @@ def test_closure_reading_a_global_makes_it_an_input_of_the_stage_using_it(tmp_pa
     assert s["b"].inputs == {"factor": "a"}
 
 
-@pytest.mark.parametrize(
-    "define",
-    [
-        "f = lambda v: v * factor",
-        "def make():\n    def inner(v):\n        return v * factor\n    return inner\n\n\nf = make()",
-    ],
-    ids=["lambda", "closure"],
-)
-def test_lambda_or_closure_called_later_reads_the_global_at_call_time(tmp_path, define):
+def test_lambda_called_later_reads_the_global_at_call_time(tmp_path):
     # In the notebook `f(2)` reads `factor` when it runs: 20, the value stage b bound, not 3.
     a = run(
         tmp_path,
-        [("factor = 3\n" + define, ["stage:a"]), ("factor = 10", ["stage:b"]), ("r = f(2)", ["stage:c"])],
+        [
+            ("factor = 3\nf = lambda v: v * factor", ["stage:a"]),
+            ("factor = 10", ["stage:b"]),
+            ("r = f(2)", ["stage:c"]),
+        ],
     )
     s = stages(a)
     assert s["c"].inputs.get("factor") == "b", s["c"].inputs
+
+
+def test_closure_made_before_its_global_changed_is_refused(tmp_path):
+    # A closure returned by a factory is a value; the pipeline cannot make it see stage b's `factor`, so it
+    # must refuse clearly rather than silently compute 6 where the notebook computes 20.
+    define = "def make():\n    def inner(v):\n        return v * factor\n    return inner\n\n\nf = make()"
+    nb = make_notebook(
+        tmp_path,
+        [("factor = 3\n" + define, ["stage:a"]), ("factor = 10", ["stage:b"]), ("r = f(2)", ["stage:c"])],
+    )
+    with pytest.raises(UnsupportedCodeError, match=r"`f` was made by `make\(\)`.*`factor`") as info:
+        analyze(nb)
+    assert "cell 3" in str(info.value)
 
 
 def test_function_reading_a_global_is_copied_into_the_stage_that_calls_it(tmp_path):

@@ -4,6 +4,8 @@
 Generated code: edit the notebook and run `nb2pipe convert` again.
 """
 
+import copy
+
 from .stages import clean_data as clean_data_stage
 from .stages import evaluate as evaluate_stage
 from .stages import load_data as load_data_stage
@@ -19,8 +21,13 @@ PARAMETERS = {
 ORDER = ['load_data', 'clean_data', 'validate_data', 'split', 'train', 'evaluate']
 
 
-def run():
+def run(**parameters):
     """Run the whole pipeline; return ``{stage: {output: value}}``."""
+    unknown = sorted(set(parameters) - set(PARAMETERS))
+    if unknown:
+        raise TypeError(f"unknown parameters: {unknown}; known: {sorted(PARAMETERS)}")
+    # A fresh copy of every default: a stage may modify a list parameter in place.
+    params = {**copy.deepcopy(PARAMETERS), **parameters}
     results = {}
     results["load_data"] = load_data_stage.load_data()
     results["clean_data"] = clean_data_stage.clean_data(df=results["load_data"]["df"])

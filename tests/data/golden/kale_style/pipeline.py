@@ -4,6 +4,8 @@
 Generated code: edit the notebook and run `nb2pipe convert` again.
 """
 
+import copy
+
 from .stages import baseline as baseline_stage
 from .stages import evaluate as evaluate_stage
 from .stages import load as load_stage
@@ -20,11 +22,16 @@ PARAMETERS = {
 ORDER = ['load', 'baseline', 'train', 'evaluate']
 
 
-def run(*, n_samples=300, noise_std=0.5, seed=42):
+def run(**parameters):
     """Run the whole pipeline; return ``{stage: {output: value}}``."""
+    unknown = sorted(set(parameters) - set(PARAMETERS))
+    if unknown:
+        raise TypeError(f"unknown parameters: {unknown}; known: {sorted(PARAMETERS)}")
+    # A fresh copy of every default: a stage may modify a list parameter in place.
+    params = {**copy.deepcopy(PARAMETERS), **parameters}
     results = {}
-    results["load"] = load_stage.load(seed=seed, n_samples=n_samples, noise_std=noise_std)
-    results["baseline"] = baseline_stage.baseline(n_train=results["load"]["n_train"], y=results["load"]["y"], n_samples=n_samples)
+    results["load"] = load_stage.load(seed=params["seed"], n_samples=params["n_samples"], noise_std=params["noise_std"])
+    results["baseline"] = baseline_stage.baseline(n_train=results["load"]["n_train"], y=results["load"]["y"], n_samples=params["n_samples"])
     results["train"] = train_stage.train(X=results["load"]["X"], n_train=results["load"]["n_train"], y=results["load"]["y"])
-    results["evaluate"] = evaluate_stage.evaluate(X=results["train"]["X"], n_train=results["load"]["n_train"], mu=results["train"]["mu"], sigma=results["train"]["sigma"], w_hat=results["train"]["w_hat"], y=results["load"]["y"], baseline_pred=results["baseline"]["baseline_pred"], n_samples=n_samples)
+    results["evaluate"] = evaluate_stage.evaluate(X=results["train"]["X"], n_train=results["load"]["n_train"], mu=results["train"]["mu"], sigma=results["train"]["sigma"], w_hat=results["train"]["w_hat"], y=results["load"]["y"], baseline_pred=results["baseline"]["baseline_pred"], n_samples=params["n_samples"])
     return results

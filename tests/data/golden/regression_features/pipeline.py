@@ -4,6 +4,8 @@
 Generated code: edit the notebook and run `nb2pipe convert` again.
 """
 
+import copy
+
 from .stages import engineer_features as engineer_features_stage
 from .stages import evaluate as evaluate_stage
 from .stages import handle_missing as handle_missing_stage
@@ -19,8 +21,13 @@ PARAMETERS = {
 ORDER = ['load_data', 'handle_missing', 'engineer_features', 'split', 'train_models', 'evaluate']
 
 
-def run():
+def run(**parameters):
     """Run the whole pipeline; return ``{stage: {output: value}}``."""
+    unknown = sorted(set(parameters) - set(PARAMETERS))
+    if unknown:
+        raise TypeError(f"unknown parameters: {unknown}; known: {sorted(PARAMETERS)}")
+    # A fresh copy of every default: a stage may modify a list parameter in place.
+    params = {**copy.deepcopy(PARAMETERS), **parameters}
     results = {}
     results["load_data"] = load_data_stage.load_data()
     results["handle_missing"] = handle_missing_stage.handle_missing(df=results["load_data"]["df"])

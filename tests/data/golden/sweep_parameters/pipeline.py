@@ -4,6 +4,8 @@
 Generated code: edit the notebook and run `nb2pipe convert` again.
 """
 
+import copy
+
 from .stages import add_noise as add_noise_stage
 from .stages import evaluate as evaluate_stage
 from .stages import load_data as load_data_stage
@@ -24,12 +26,17 @@ PARAMETERS = {
 ORDER = ['load_data', 'add_noise', 'split', 'train', 'evaluate']
 
 
-def run(*, n_estimators=100, max_depth=3, learning_rate=0.1, test_size=0.25, random_state=0, n_noise_features=3):
+def run(**parameters):
     """Run the whole pipeline; return ``{stage: {output: value}}``."""
+    unknown = sorted(set(parameters) - set(PARAMETERS))
+    if unknown:
+        raise TypeError(f"unknown parameters: {unknown}; known: {sorted(PARAMETERS)}")
+    # A fresh copy of every default: a stage may modify a list parameter in place.
+    params = {**copy.deepcopy(PARAMETERS), **parameters}
     results = {}
     results["load_data"] = load_data_stage.load_data()
-    results["add_noise"] = add_noise_stage.add_noise(features=results["load_data"]["features"], n_noise_features=n_noise_features, random_state=random_state)
-    results["split"] = split_stage.split(labels=results["load_data"]["labels"], random_state=results["add_noise"]["random_state"], features_noisy=results["add_noise"]["features_noisy"], test_size=test_size)
-    results["train"] = train_stage.train(random_state=results["add_noise"]["random_state"], X_train=results["split"]["X_train"], y_train=results["split"]["y_train"], n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate)
+    results["add_noise"] = add_noise_stage.add_noise(features=results["load_data"]["features"], n_noise_features=params["n_noise_features"], random_state=params["random_state"])
+    results["split"] = split_stage.split(labels=results["load_data"]["labels"], random_state=results["add_noise"]["random_state"], features_noisy=results["add_noise"]["features_noisy"], test_size=params["test_size"])
+    results["train"] = train_stage.train(random_state=results["add_noise"]["random_state"], X_train=results["split"]["X_train"], y_train=results["split"]["y_train"], n_estimators=params["n_estimators"], max_depth=params["max_depth"], learning_rate=params["learning_rate"])
     results["evaluate"] = evaluate_stage.evaluate(X_test=results["split"]["X_test"], model=results["train"]["model"], X_train=results["split"]["X_train"], y_test=results["split"]["y_test"], noise_cols=results["add_noise"]["noise_cols"])
     return results
