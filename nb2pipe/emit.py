@@ -39,7 +39,17 @@ def _cell_label(unit_or_cell: Unit) -> str:
 
 def _version(code: str, *extra: str) -> str:
     """Hash of normalized code: comments, blank lines and formatting do not count."""
-    tree = ast.parse(code)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # invalid escapes in the user's strings are not our warnings
+        try:
+            tree = ast.parse(code)
+        except SyntaxError as exc:
+            # Code that compiles in a notebook but not inside a function (e.g. `nonlocal` at top level).
+            raise UnsupportedCodeError(
+                f"this code cannot run inside a stage function: {exc.msg} (generated line {exc.lineno})"
+            ) from None
     body = tree.body
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
         body = body[1:]  # the module docstring names cells, which is provenance, not code

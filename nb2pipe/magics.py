@@ -54,9 +54,12 @@ class ParsedCell:
 def _syntax_error(cell: Cell, path: str, source: str, exc: cst.ParserSyntaxError) -> CellSyntaxError:
     # CPython's own parser words syntax errors best ("'(' was never closed"); ast.parse only parses, never runs.
     import ast
+    import warnings
 
     try:
-        ast.parse(source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the user's invalid escapes are not our warnings
+            ast.parse(source)
     except SyntaxError as err:
         return CellSyntaxError(f"invalid Python at line {err.lineno}: {err.msg}", **cell.where(path))
     except (ValueError, MemoryError, RecursionError) as err:
