@@ -185,7 +185,7 @@ def _tag(cli: list[str], nb: Path, tagged: Path, label: str) -> Outcome:
         problem = _check_error_message(err, nb.name)
         if problem:
             return Outcome(nb, label, FAILED, f"tag exit 2: {problem}")
-        return Outcome(nb, label, CLEAR_ERROR, f"tag: {err}")
+        return Outcome(nb, label, CLEAR_ERROR, f"tag exit 2: {err}")
     tail = " | ".join(err.splitlines()[-4:])
     return Outcome(nb, label, FAILED, f"tag crashed (exit {proc.returncode}): {tail}")
 
