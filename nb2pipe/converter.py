@@ -11,7 +11,7 @@ from pathlib import Path
 from .dataflow import Flow, build_flow
 from .effects import StateEffect
 from .emit import Rendered, render
-from .errors import Nb2PipeError
+from .errors import Nb2PipeError, NotebookFormatError
 from .magics import parse_cell
 from .notebook import Notebook, read_notebook
 from .output import LOCK, WriteReport, stale_files, write_package
@@ -56,6 +56,15 @@ def pipeline_name(notebook: str | Path) -> str:
     return name if name.isidentifier() else "pipeline"
 
 
+def _language(nb: Notebook) -> str | None:
+    """The notebook's kernel language from its metadata, lower-cased (None when it does not say)."""
+    for key in ("language_info", "kernelspec"):
+        info = nb.metadata.get(key)
+        if isinstance(info, dict) and isinstance(info.get("name" if key == "language_info" else "language"), str):
+            return str(info["name" if key == "language_info" else "language"]).lower()
+    return None
+
+
 def _state_table(extra_state: Mapping[str, str] | None) -> dict[str, StateEffect]:
     return {q: StateEffect(k, "set") for q, k in (extra_state or {}).items()}
 
@@ -73,6 +82,9 @@ def analyze(
     a pipeline that computes what the notebook computes.
     """
     nb = notebook if isinstance(notebook, Notebook) else read_notebook(notebook)
+    language = _language(nb)
+    if language and language != "python":
+        raise NotebookFormatError(f"this is a {language} notebook; nb2pipe converts Python notebooks", path=nb.path)
     plan = plan_tags(nb)
     included = [r for r in plan.roles if r.role != "skip"]
     parsed = [parse_cell(r.cell, nb.path, keep_magics=keep_magics) for r in included]
