@@ -99,6 +99,8 @@ class Flow:
     #: (producer, consumer) -> names; ``after``/order edges carry no names.
     edges: dict[tuple[str, str], list[str]]
     order: list[str]
+    #: Stage whose body holds each statement (by unit position), to label definitions copied elsewhere.
+    defined_in: dict[int, str] = field(default_factory=dict)
 
 
 def _add(seq: list[str], item: str) -> None:
@@ -150,9 +152,13 @@ def parse_parameters(units: Iterable[Unit], path: str) -> list[Parameter]:
 
 
 class _Walk:
-    def __init__(self, plan: TagPlan, units: list[Unit], roles: dict[int, str], stage_of: dict[int, str], path: str):
+    def __init__(
+        self, plan: TagPlan, units: list[Unit], roles: dict[int, str], path: str, skipped_names: frozenset[str]
+    ):
         self.plan, self.units, self.path = plan, units, path
-        self.roles, self.stage_of = roles, stage_of  # keyed by unit.pos
+        self.roles = roles  # keyed by unit.pos
+        #: Names bound only in cells tagged ``skip``, for a better unknown-name hint.
+        self.skipped_names = skipped_names
         self.sites: dict[str, list[Site]] = {}
         self.shared_sites: dict[str, Site] = {}
         self.stages = {name: StageFlow(name) for name in plan.stages}
@@ -216,7 +222,7 @@ class _Walk:
         later = [u for u in self.units if u.pos > unit.pos and name in u.binds]
         if later:
             hint = f"; it is bound only later, in cell {later[0].cell.cell.number}: move that code up"
-        elif name in self.plan_skipped_names:
+        elif name in self.skipped_names:
             hint = "; it is bound only in a cell tagged 'skip': remove the tag or bind it elsewhere"
         else:
             close = get_close_matches(name, sorted(known | _BUILTINS), n=1)
@@ -224,8 +230,6 @@ class _Walk:
         return UnknownNameError(
             f"`{name}` is used but no earlier cell defines it{hint}", name=name, **unit.cell.cell.where(self.path)
         )
-
-    plan_skipped_names: frozenset[str] = frozenset()
 
     def read(self, unit: Unit, name: str, stage: StageFlow, seen: set[int]) -> Site | None:
         site, maybe_local = self.lookup(name, unit.pos, stage.name)
@@ -408,8 +412,7 @@ def build_flow(
     role_of = {r.cell.index: r for r in plan.roles}
     roles = {u.pos: role_of[u.cell.cell.index].role for u in units}
     stage_of = {u.pos: role_of[u.cell.cell.index].stage or "" for u in units}
-    walk = _Walk(plan, units, roles, stage_of, path)
-    walk.plan_skipped_names = frozenset(skipped_names)
+    walk = _Walk(plan, units, roles, path, frozenset(skipped_names))
     walk.find_pure()
     params_units = [u for u in units if roles[u.pos] == "parameters"]
     parameters = parse_parameters(params_units, path)
@@ -491,6 +494,7 @@ def build_flow(
         requirements=requirements,
         edges=edges,
         order=order,
+        defined_in={u.pos: s.name for s in stages for u in s.body},
     )
 
 

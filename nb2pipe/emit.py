@@ -86,12 +86,12 @@ def _comment(text: str) -> cst.EmptyLine:
     return cst.EmptyLine(comment=cst.Comment("# " + text))
 
 
-def _body_statements(stage: StageFlow, local: set[str], path: str) -> list[Stmt]:
+def _body_statements(stage: StageFlow, local: set[str], path: str, defined_in: dict[int, str]) -> list[Stmt]:
     out: list[Stmt] = []
     for unit in stage.copies:
         stmt = unit.stmt.visit(_GlobalToNonlocal(local, unit, path))
         assert isinstance(stmt, Stmt)
-        label = f"definition from stage {unit_stage(unit)!r} ({_cell_label(unit)}), used here"
+        label = f"definition from stage {defined_in.get(unit.pos, '?')!r} ({_cell_label(unit)}), used here"
         out.append(stmt.with_changes(leading_lines=[_comment(label)]))
     current = None
     pending: list[cst.EmptyLine] = []
@@ -118,13 +118,6 @@ def _body_statements(stage: StageFlow, local: set[str], path: str) -> list[Stmt]
     ret = cst.parse_statement(f"return {{{returned}}}\n")
     out.append(ret.with_changes(leading_lines=pending))
     return out
-
-
-_STAGE_OF: dict[int, str] = {}
-
-
-def unit_stage(unit: Unit) -> str:
-    return _STAGE_OF.get(unit.pos, "?")
 
 
 def function_name(stage: StageFlow) -> str:
@@ -175,7 +168,7 @@ def render_stage(stage: StageFlow, flow: Flow, notebook: str, path: str) -> str:
     func = cst.FunctionDef(
         name=cst.Name(function_name(stage)),
         params=cst.Parameters(params=arg_list),
-        body=cst.IndentedBlock(body=_body_statements(stage, local, path)),
+        body=cst.IndentedBlock(body=_body_statements(stage, local, path, flow.defined_in)),
         leading_lines=[cst.EmptyLine(), cst.EmptyLine()],
     )
     return cst.Module(body=[*_spaced(head), func]).code
@@ -296,10 +289,6 @@ if __name__ == "__main__":
 
 def render(flow: Flow, name: str, notebook: str, path: str) -> Rendered:
     """Render every file of the package ``name`` (paths relative to the package directory)."""
-    _STAGE_OF.clear()
-    for stage in flow.stages:
-        for unit in stage.body:
-            _STAGE_OF[unit.pos] = stage.name
     files: dict[str, str] = {}
     versions: dict[str, str] = {}
     shared_code = render_shared(flow, notebook)

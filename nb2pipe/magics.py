@@ -128,7 +128,7 @@ def _requirements(args: str) -> list[str]:
     for word in words[1:]:
         if skip_next:
             skip_next = False
-        elif word in ("-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "-e", "-c"):
+        elif word in ("-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "-e"):
             skip_next = True
         elif not word.startswith("-"):
             reqs.append(word)
@@ -138,12 +138,11 @@ def _requirements(args: str) -> list[str]:
 class MagicPolicy(cst.CSTTransformer):
     """Replace the ``get_ipython()`` calls of one cell according to the policy in the module docstring."""
 
-    def __init__(self, cell: Cell, path: str, keep_magics: bool, shown: Sequence[str]) -> None:
+    def __init__(self, cell: Cell, path: str, keep_magics: bool) -> None:
         super().__init__()
         self.cell, self.path, self.keep = cell, path, keep_magics
         self.requirements: list[str] = []
         self.uses_ipython = False
-        self._shown = list(shown)  # the original lines, to quote them in comments and errors
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def _quote(self, kind: str, name: str, args: str) -> str:
@@ -162,7 +161,7 @@ class MagicPolicy(cst.CSTTransformer):
 
     def _parse_body(self, code: str) -> list[Stmt]:
         module, _ = to_python(code, self.cell, self.path)
-        policy = MagicPolicy(self.cell, self.path, self.keep, self._shown)
+        policy = MagicPolicy(self.cell, self.path, self.keep)
         module = module.visit(policy)
         self.requirements += policy.requirements
         self.uses_ipython |= policy.uses_ipython
@@ -261,6 +260,6 @@ def parse_cell(cell: Cell, path: str, *, keep_magics: bool = False) -> ParsedCel
     module, translated = to_python(cell.source, cell, path)
     if not translated and "get_ipython" not in cell.source:
         return ParsedCell(cell, module)
-    policy = MagicPolicy(cell, path, keep_magics, cell.source.splitlines())
+    policy = MagicPolicy(cell, path, keep_magics)
     module = module.visit(policy)
     return ParsedCell(cell, module, policy.requirements, policy.uses_ipython)

@@ -30,7 +30,7 @@ class WriteReport:
     unchanged: list[str] = field(default_factory=list)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -94,7 +94,7 @@ def write_package(directory: Path, files: dict[str, str]) -> WriteReport:
             if current.get(rel) == data:
                 report.unchanged.append(rel)
                 continue
-            _write_atomic(directory / rel, data)
+            write_atomic(directory / rel, data)
             report.written.append(rel)
         for rel in sorted(set(current) - set(files)):
             (directory / rel).unlink()

@@ -249,7 +249,7 @@ class _Facts(cst.CSTVisitor):
                     self.files.append((node, access, literal))
         if isinstance(func, cst.Attribute):
             inplace = any(
-                a.keyword is not None and a.keyword.value == "inplace" and not m_is_false(a.value) for a in node.args
+                a.keyword is not None and a.keyword.value == "inplace" and not _is_false(a.value) for a in node.args
             )
             receiver = func.value
             root = _root_name(receiver)
@@ -275,7 +275,7 @@ class _Facts(cst.CSTVisitor):
                 self.mutated.append(root)
 
 
-def m_is_false(expr: cst.BaseExpression) -> bool:
+def _is_false(expr: cst.BaseExpression) -> bool:
     return isinstance(expr, cst.Name) and expr.value in ("False", "None")
 
 
@@ -352,7 +352,7 @@ class ModuleAnalysis:
                 node = access.node
                 if not isinstance(node, cst.Name) or id(node) in match_names or id(node) in self.match_keywords:
                     continue
-                if not self._is_global(access.referents, scope, node.value):
+                if not self._is_global(access.referents):
                     continue
                 self._read(node)
         if gscope is not None:
@@ -386,7 +386,7 @@ class ModuleAnalysis:
                 )
         return units
 
-    def _is_global(self, referents: object, scope: Scope, name: str) -> bool:
+    def _is_global(self, referents: object) -> bool:
         refs = list(referents)  # type: ignore[call-overload]
         if refs:
             return any(isinstance(r.scope, GlobalScope) for r in refs) or (
@@ -485,7 +485,7 @@ class ModuleAnalysis:
             return
         refs = scope.accesses[node.value]
         refs = [a for a in refs if a.node is node]
-        if refs and not self._is_global(refs[0].referents, scope, node.value):
+        if refs and not self._is_global(refs[0].referents):
             return
         if not refs and not isinstance(scope, GlobalScope) and node.value in scope:
             # Bound in a local scope (a target, not an access): a local, not ours.

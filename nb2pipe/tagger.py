@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from .notebook import read_notebook
-from .output import _write_atomic
+from .output import write_atomic
 
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
 _OURS = ("stage:", "step:", "block:")
@@ -71,5 +71,5 @@ def tag_by_headings(notebook: str | Path, output: str | Path | None = None) -> d
     data = json.loads(nb.raw)
     tagged = propose_stages(data)
     text = json.dumps(tagged, indent=1, ensure_ascii=False) + "\n"
-    _write_atomic(Path(output or notebook), text.encode())
+    write_atomic(Path(output or notebook), text.encode())
     return tagged
