@@ -9,8 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib import import_module
 from typing import Any
+
+Handler = Callable[[argparse.Namespace], int]
+
+# Feature modules that add their own subcommands. Each defines ``register(sub, export_sub)``, which adds parsers
+# to the top-level subparsers (and to ``nb2pipe export FORMAT``) and binds them with ``set_defaults(handler=...)``.
+# They must import lazily, like this module: ``nb2pipe --help`` has to answer instantly.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 EXAMPLES = """\
 examples:
@@ -96,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", metavar="OUT.ipynb", help="write the tagged notebook here")
     out.add_argument("--in-place", action="store_true", help="rewrite the notebook itself")
+
+    for name, handler in CONVERTER_COMMANDS.items():
+        sub.choices[name].set_defaults(handler=handler)
+
+    export = sub.add_parser("export", help="export a notebook or pipeline to another format (see: export --help)")
+    export_sub = export.add_subparsers(dest="export_format", metavar="FORMAT")
+    export_sub.required = True
+    for module_name in COMMAND_MODULES:
+        import_module(module_name).register(sub, export_sub)
     return parser
 
 
@@ -200,7 +217,7 @@ def _cmd_tag(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
+CONVERTER_COMMANDS: dict[str, Handler] = {
     "convert": _cmd_convert,
     "check": _cmd_check,
     "diff": _cmd_diff,
@@ -214,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        handler: Handler = args.handler
+        return handler(args)
     except KeyboardInterrupt:
         print("nb2pipe: interrupted", file=sys.stderr)
         return 130
