@@ -248,7 +248,7 @@ class _Walk:
                 return None
             raise self.unknown(unit, name)
         if site.kind == "delete":
-            if maybe_local:
+            if maybe_local or name in unit.binds:
                 return None
             raise self.unknown(unit, name)
         if site.kind == "import":
@@ -385,6 +385,8 @@ class _Walk:
         for eff in unit.state:
             self.touch_state(unit, eff, stage)
         for name in unit.deletes:
+            # `del x` needs the x the notebook sees at this point: in a stage function it is a read first.
+            self.read(unit, name, stage, seen)
             self.bind(name, Site(unit.pos, "delete", stage.name, True, unit))
         if unit.kind == "def":
             relocatable = unit.pos in self.pure or all(
@@ -402,6 +404,8 @@ class _Walk:
         for name in unit.binds:
             self.bind(name, Site(unit.pos, "data", stage.name, name in unit.definite, unit))
             stage.local_names.add(name)
+        for name in unit.handler_names:  # gone after the handler ran (and a later read fails in the notebook too)
+            self.bind(name, Site(unit.pos, "delete", stage.name, True, unit))
         stage.body.append(unit)
 
 

@@ -57,6 +57,8 @@ class Unit:
     mutates: list[str] = field(default_factory=list)
     #: Names removed with ``del``.
     deletes: list[str] = field(default_factory=list)
+    #: Names bound by ``except ... as name``: Python deletes them when the handler ends.
+    handler_names: list[str] = field(default_factory=list)
     state: list[StateEffect] = field(default_factory=list)
     files_read: list[str] = field(default_factory=list)
     files_written: list[str] = field(default_factory=list)
@@ -458,6 +460,8 @@ class ModuleAnalysis:
     def _read(self, node: cst.Name) -> None:
         pos, chain = self.locate(node)
         unit = self.units[pos]
+        if _bound_by_enclosing_header(node.value, chain):
+            return
         if isinstance(self.parents.get(node), cst.Del) and not self.deferred(chain):
             _add(unit.deletes, node.value)
             return
@@ -476,6 +480,11 @@ class ModuleAnalysis:
             _add(unit.deletes, name)
             return
         _add(unit.binds, name)
+        alias = self.parents.get(node)
+        if isinstance(alias, cst.AsName) and isinstance(
+            self.parents.get(alias), cst.ExceptHandler | cst.ExceptStarHandler
+        ):
+            _add(unit.handler_names, name)
         if not self.conditional(chain):
             unit.definite.add(name)
 
@@ -507,3 +516,31 @@ def analyze_cells(
 ) -> list[Unit]:
     """Facts for every top-level statement of ``cells`` (already parsed, in notebook order)."""
     return ModuleAnalysis(cells, path, extra_state).run()
+
+
+def _header_names(target: cst.BaseExpression) -> set[str]:
+    if isinstance(target, cst.Name):
+        return {target.value}
+    if isinstance(target, cst.Tuple | cst.List):
+        return {n for el in target.elements for n in _header_names(el.value)}
+    if isinstance(target, cst.StarredElement):
+        return _header_names(target.value)
+    return set()
+
+
+def _bound_by_enclosing_header(name: str, chain: list[cst.CSTNode]) -> bool:
+    """Whether a read sits in the body of a ``for``/``with``/``except`` whose header binds the same name.
+
+    Such a read always sees the header's binding, never an earlier cell's: ``for i in ...: total += i`` must not
+    make ``i`` an input of the stage (an earlier stage's ``i`` may not even exist).
+    """
+    for child, parent in itertools.pairwise(chain):
+        if isinstance(parent, cst.For) and child is parent.body and name in _header_names(parent.target):
+            return True
+        if isinstance(parent, cst.With) and child is parent.body:
+            if any(i.asname is not None and name in _header_names(i.asname.name) for i in parent.items):
+                return True
+        if isinstance(parent, cst.ExceptHandler | cst.ExceptStarHandler) and child is parent.body:
+            if parent.name is not None and name in _header_names(parent.name.name):
+                return True
+    return False

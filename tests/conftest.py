@@ -22,3 +22,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def update_goldens(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-goldens"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Report how many generated and mutated notebooks the fuzz tests ran, and what became of them."""
+    from tests.fuzz import STATS
+
+    if STATS:
+        terminalreporter.section("nb2pipe fuzzing")
+        for key, count in sorted(STATS.items()):
+            terminalreporter.write_line(f"{key:40} {count}")
