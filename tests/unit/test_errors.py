@@ -328,3 +328,12 @@ def test_cli_error_names_the_cell(tmp_path):
         "`dff` is used but no earlier cell defines it; did you mean 'df'?"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_utf8_bom_is_accepted(tmp_path):
+    from nb2pipe.notebook import read_notebook
+
+    path = tmp_path / "bom.ipynb"
+    source = Path(__file__).resolve().parents[2] / "example_notebooks" / "classification.ipynb"
+    path.write_bytes(b"\xef\xbb\xbf" + source.read_bytes())
+    assert read_notebook(path).cells
