@@ -117,6 +117,7 @@ def select(venv: Path, candidates: list[Path], jobs: int) -> dict[str, dict[str,
     """Which candidates execute offline in under a minute (cached by notebook hash)."""
     cache_file = cache_dir() / "selection.json"
     cache: dict[str, dict[str, Any]] = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    found: dict[str, dict[str, Any]] = {}
 
     def probe(path: Path) -> tuple[str, dict[str, Any]]:
         key = _sha(path)
@@ -143,9 +144,11 @@ def select(venv: Path, candidates: list[Path], jobs: int) -> dict[str, dict[str,
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for path, (key, result) in zip(candidates, pool.map(probe, candidates), strict=True):
-            cache[key] = {**result, "notebook": _short(path)}
-            cache_file.write_text(json.dumps(cache, indent=1, sort_keys=True))
-    return {_short(p): cache[_sha(p)] for p in candidates}
+            found[_short(path)] = result
+            if not result["why"].startswith("over "):  # a timeout may be load on the machine: probe again
+                cache[key] = {**result, "notebook": _short(path)}
+                cache_file.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    return found
 
 
 def _short(path: Path) -> str:
