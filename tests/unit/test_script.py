@@ -210,3 +210,21 @@ def test_export_help_lists_script(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith("usage: nb2pipe export script")
     for option in ("--output", "--name", "--state", "--quiet"):
         assert option in out
+
+
+def test_a_stage_import_never_replaces_shared_code(tmp_path: Path) -> None:
+    """Shared code runs at module level after the imports: a stage's import of the same name must stay local."""
+    nb = make_notebook(
+        tmp_path,
+        [
+            ('label = "shared"', ["shared"]),
+            ("from string import ascii_lowercase as label\nprint(label[:3])", ["stage:a"]),
+            ("print(len(label))", ["stage:b"]),
+        ],
+    )
+    out = tmp_path / "shared.py"
+    code = export_script(nb, out)
+    assert code.count("    from string import ascii_lowercase as label\n") == 2
+    proc = run_script(out)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "abc\n26\n"
