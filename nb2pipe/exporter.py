@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import nbformat
 from nbconvert.exporters import Exporter
 from nbformat import NotebookNode
+from traitlets import Bool, Dict, Unicode
 
 from .errors import Nb2PipeError, NotebookFormatError, OutputError
 
@@ -57,6 +58,13 @@ def _nbconvert_app() -> Any | None:
 
 class _Nb2PipeExporter(Exporter):
     """What both exporters share: reading the notebook with nb2pipe's checks and reporting errors in one line."""
+
+    extra_state = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        help="Calls that change process-wide state, as {QUALNAME: KEY} (what `nb2pipe convert --state` declares), "
+        "e.g. --PackageExporter.extra_state=mylib.set_seed=rng",
+    ).tag(config=True)
 
     def _guard(self, step: Callable[[], T]) -> T:
         try:
@@ -92,6 +100,9 @@ class _Nb2PipeExporter(Exporter):
 
         return self.from_notebook_node(self._guard(read), resources, **kw)
 
+    def _options(self) -> dict[str, Any]:
+        return {"extra_state": dict(self.extra_state)}
+
     def _analyze(self, nb: NotebookNode, resources: dict[str, Any], name: str | None = None) -> Any:
         """The converter's analysis of ``nb``, read by nb2pipe's own reader from the node's JSON."""
         import json
@@ -100,7 +111,8 @@ class _Nb2PipeExporter(Exporter):
         from .notebook import parse_notebook
 
         path = _notebook_path(resources)
-        return self._guard(lambda: analyze(parse_notebook(json.dumps(nb).encode(), path), name=name))
+        notebook = self._guard(lambda: parse_notebook(json.dumps(nb).encode(), path))
+        return self._guard(lambda: analyze(notebook, name=name, **self._options()))
 
 
 class ScriptExporter(_Nb2PipeExporter):
@@ -129,6 +141,15 @@ class PackageExporter(_Nb2PipeExporter):
 
     export_from_notebook = "nb2pipe pipeline package"
     output_mimetype = "application/zip"
+
+    keep_magics = Bool(
+        False,
+        help="Keep shell commands and unknown magics, run through IPython at run time, instead of refusing them "
+        "(what `nb2pipe convert --keep-magics` does)",
+    ).tag(config=True)
+
+    def _options(self) -> dict[str, Any]:
+        return {**super()._options(), "keep_magics": self.keep_magics}
 
     def _file_extension_default(self) -> str:
         return ".zip"

@@ -154,3 +154,20 @@ def test_errors_outside_jupyter_nbconvert_are_raised() -> None:
 
     with pytest.raises(NotebookFormatError, match="not valid JSON"):
         ScriptExporter().from_file(io.StringIO('{"cells": ['), resources={"metadata": {"name": "x", "path": ""}})
+
+
+def test_converter_options_are_traitlets(tmp_path: Path) -> None:
+    """`--keep-magics` and `--state` of `nb2pipe convert`, as nbconvert configuration."""
+    from traitlets.config import Config
+
+    make_notebook(tmp_path, [("!echo hi\nx = 1\nprint(x)", ["stage:a"])], name="magic.ipynb")
+    refused = nbconvert("--to", "nb2pipe", "magic.ipynb", cwd=tmp_path)
+    assert refused.returncode == 2 and "shell command `!echo hi` has no meaning outside IPython" in refused.stderr
+    kept = nbconvert("--to", "nb2pipe", "magic.ipynb", "--PackageExporter.keep_magics=True", cwd=tmp_path)
+    assert kept.returncode == 0, kept.stderr
+    stage = (tmp_path / "magic" / "stages" / "a.py").read_text()
+    assert "from nb2pipe.runtime import get_ipython" in stage
+
+    config = Config({"ScriptExporter": {"extra_state": {"mylib.set_seed": "rng"}}})
+    assert ScriptExporter(config=config)._options() == {"extra_state": {"mylib.set_seed": "rng"}}
+    assert PackageExporter()._options() == {"extra_state": {}, "keep_magics": False}
