@@ -23,7 +23,8 @@ import pytest
 
 import nb2pipe
 from nb2pipe.script import export_script, plan_script
-from tests.integration.test_equivalence import NOTEBOOKS, assert_same, execute_notebook
+from tests.compare import assert_same
+from tests.integration.test_equivalence import NOTEBOOKS, execute_notebook
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "data" / "golden_scripts"
