@@ -228,3 +228,13 @@ def test_a_stage_import_never_replaces_shared_code(tmp_path: Path) -> None:
     proc = run_script(out)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "abc\n26\n"
+
+
+def test_the_script_is_readable_by_others_and_keeps_its_mode(tmp_path: Path) -> None:
+    nb = make_notebook(tmp_path, TYPED)
+    out = tmp_path / "typed.py"
+    export_script(nb, out)
+    assert out.stat().st_mode & 0o777 == 0o644
+    out.chmod(0o755)
+    export_script(nb, out)
+    assert out.stat().st_mode & 0o777 == 0o755
