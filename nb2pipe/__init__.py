@@ -17,12 +17,14 @@ __all__ = [
     "check",
     "convert",
     "diff",
+    "export_script",
     "tag_by_headings",
 ]
 
 if TYPE_CHECKING:
     from .converter import Analysis, ConvertResult, analyze, check, convert, diff
     from .errors import Nb2PipeError
+    from .script import export_script
     from .tagger import tag_by_headings
 
 _LAZY = {
@@ -33,6 +35,7 @@ _LAZY = {
     "convert": "converter",
     "diff": "converter",
     "Nb2PipeError": "errors",
+    "export_script": "script",
     "tag_by_headings": "tagger",
 }
 
