@@ -17,12 +17,16 @@ __all__ = [
     "check",
     "convert",
     "diff",
+    "glue",
+    "output_dir",
+    "record",
     "tag_by_headings",
 ]
 
 if TYPE_CHECKING:
     from .converter import Analysis, ConvertResult, analyze, check, convert, diff
     from .errors import Nb2PipeError
+    from .jobs.record import glue, output_dir, record
     from .tagger import tag_by_headings
 
 _LAZY = {
@@ -34,6 +38,9 @@ _LAZY = {
     "diff": "converter",
     "Nb2PipeError": "errors",
     "tag_by_headings": "tagger",
+    "record": "jobs.record",
+    "glue": "jobs.record",
+    "output_dir": "jobs.record",
 }
 
 
