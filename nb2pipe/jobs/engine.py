@@ -22,11 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..errors import Nb2PipeError
+
 if TYPE_CHECKING:
     from .pool import KernelPool
 
 #: Seconds between interrupting the kernel (SIGINT) on cancel and killing its process group.
 KILL_GRACE = 5.0
+
+
+class ExecutionEndedError(Nb2PipeError):
+    """Raised to papermill (``papermill --engine nb2pipe``) for an ending that left no error output."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +246,7 @@ class Nb2PipeEngine:
         """Execute ``nb`` (in place) and return it; the ending is left in ``control.ending``."""
         from papermill.engines import NotebookExecutionManager
 
+        standalone = control is None  # run by papermill itself (papermill --engine nb2pipe), not by a job
         control = control or RunControl(cell_timeout=execution_timeout)
         nb_man = NotebookExecutionManager(
             nb,
@@ -273,6 +280,11 @@ class Nb2PipeEngine:
             c.metadata.get("papermill", {}).get("status") == "failed" for c in nb.cells
         ):  # keep papermill's notebook-level flag in step with the cells
             nb.metadata.papermill["exception"] = papermill_exception
+        ending = control.ending
+        if standalone and ending is not None and ending.status != "succeeded" and ending.error_name is None:
+            # papermill only notices errors that left an error output; tell it about the rest, after saving.
+            nb_man.save()
+            raise ExecutionEndedError(f"{ending.status}: {ending.detail}", cell=(ending.cell_index or 0) + 1)
         return nb
 
     @classmethod
