@@ -137,7 +137,71 @@ def _kernel_pid(km: Any) -> int | None:
     return int(pid) if pid else None
 
 
+async def _wait_until_ready(kc: Any, timeout: float) -> None:
+    """Until the kernel answers kernel_info on shell and IOPub carries that request's idle status."""
+    from queue import Empty
+
+    from nbclient.util import ensure_async
+
+    deadline = time.monotonic() + timeout
+    sent: set[str] = set()  # a slow kernel answers earlier requests late: any of ours will do
+    while time.monotonic() < deadline:
+        sent.add(kc.kernel_info())
+        try:
+            reply = await ensure_async(kc.shell_channel.get_msg(timeout=1))
+        except Empty:
+            if not await ensure_async(kc.is_alive()):
+                raise RuntimeError("the kernel died before replying to kernel_info") from None
+            continue
+        if reply["parent_header"].get("msg_id") not in sent:
+            continue
+        try:
+            while True:  # IOPub subscriptions connect asynchronously: no idle seen means "not yet", ask again
+                msg = await ensure_async(kc.iopub_channel.get_msg(timeout=0.2))
+                if (
+                    msg["parent_header"].get("msg_id") in sent
+                    and msg["msg_type"] == "status"
+                    and msg["content"].get("execution_state") == "idle"
+                ):
+                    kc._handle_kernel_info_reply(reply)
+                    return
+        except Empty:
+            continue
+    raise RuntimeError(f"the kernel did not answer within {timeout:g} s")
+
+
+class _AtomicSaves:
+    """Mixin for papermill's execution manager: save by write-then-rename (a reader never sees half a notebook,
+    and ext4 does not flush on every save as it does for a truncate-and-rewrite)."""
+
+    nb: Any
+    output_path: str | None
+
+    def save(self, **kwargs: Any) -> None:
+        nb = kwargs.get("nb")
+        if nb is not None:
+            self.nb = nb
+        if self.output_path:
+            import nbformat
+
+            tmp = f"{self.output_path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(nbformat.writes(self.nb))  # type: ignore[no-untyped-call]
+            os.replace(tmp, self.output_path)
+        self.last_save_time = self.now()  # type: ignore[attr-defined]
+
+
 _CLIENT: type | None = None
+_MANAGER: type | None = None
+
+
+def _manager_class() -> type:
+    global _MANAGER
+    if _MANAGER is None:
+        from papermill.engines import NotebookExecutionManager
+
+        _MANAGER = type("AtomicNotebookExecutionManager", (_AtomicSaves, NotebookExecutionManager), {})
+    return _MANAGER
 
 
 def _client_class() -> type:
@@ -146,6 +210,7 @@ def _client_class() -> type:
     if _CLIENT is not None:
         return _CLIENT
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from nbclient.util import ensure_async, run_hook, run_sync
     from papermill.clientwrap import PapermillNotebookClient
 
     class TruthfulClient(PapermillNotebookClient):  # type: ignore[misc]
@@ -156,6 +221,23 @@ def _client_class() -> type:
             super().__init__(nb_man, timeout_func=control.cell_limit, **kw)
             self.control = control
             self.setup_code = setup_code
+
+        async def async_start_new_kernel_client(self) -> Any:
+            # jupyter_client's wait_for_ready ends by draining IOPub until it has been silent for 0.2 s, a fixed
+            # cost per run; waiting for the idle status of our own kernel_info request proves the same thing.
+            self.kc = self.km.client()
+            await ensure_async(self.kc.start_channels())
+            try:
+                await _wait_until_ready(self.kc, self.startup_timeout)
+            except Exception:
+                if self.owns_km:
+                    await self._async_cleanup_kernel()
+                raise
+            self.kc.allow_stdin = False
+            await run_hook(self.on_notebook_start, notebook=self.nb)
+            return self.kc
+
+        start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
         def execute(self, **kwargs: Any) -> Any:
             self.reset_execution_trackers()
@@ -244,11 +326,9 @@ class Nb2PipeEngine:
         **kwargs: Any,
     ) -> Any:
         """Execute ``nb`` (in place) and return it; the ending is left in ``control.ending``."""
-        from papermill.engines import NotebookExecutionManager
-
         standalone = control is None  # run by papermill itself (papermill --engine nb2pipe), not by a job
         control = control or RunControl(cell_timeout=execution_timeout)
-        nb_man = NotebookExecutionManager(
+        nb_man = _manager_class()(
             nb,
             output_path=output_path,
             progress_bar=progress_bar,
