@@ -142,7 +142,7 @@ def rerun(run_id: str, *, home: Home = None, **options: Any) -> JobResult:
 
 
 def sweep(notebook: str | os.PathLike[str], grid: Mapping[str, Sequence[Any]], **options: Any) -> builtins.list[Any]:
-    """Run every combination of ``grid`` (name -> values) as a tracked run; see :func:`nb2pipe.jobs.sweep.sweep`."""
-    from .sweep import sweep as _sweep
+    """Run every combination of ``grid`` (name -> values) as a tracked run; see :func:`nb2pipe.jobs.sweeps.sweep`."""
+    from .sweeps import sweep as _sweep
 
     return _sweep(notebook, grid, **options)

@@ -225,7 +225,7 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import grid_from_pairs, sweep
+    from .sweeps import grid_from_pairs, sweep
 
     grid = grid_from_pairs(args.notebook, args.parameter)
     results = sweep(

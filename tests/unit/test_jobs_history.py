@@ -18,7 +18,7 @@ from nb2pipe.errors import ParameterError
 from nb2pipe.jobs import history
 from nb2pipe.jobs.execute import _inject, write_ending
 from nb2pipe.jobs.record import METRIC_MIME, SCRAPBOOK_MIME, metrics_from_notebook, record
-from nb2pipe.jobs.sweep import combinations, grid_from_pairs, split_values
+from nb2pipe.jobs.sweeps import combinations, grid_from_pairs, split_values
 from nb2pipe.parameters import Declared
 from nb2pipe.runstore import RunStore
 from tests.helpers import make_notebook
