@@ -123,6 +123,9 @@ def reap(store: RunStore, *, stale_after: float = HEARTBEAT_STALE_SECONDS) -> li
     return reaped + store.reap_orphans(stale_after=stale_after)
 
 
+#: Up to this many runs with a parameter value, `job list` reads them through the value index and sorts them.
+_SELECTIVE: Final = 500
+
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -179,10 +182,24 @@ def list_runs(
         where.append("(target = ? OR target LIKE ? ESCAPE '\\')")
         escaped = notebook.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         args += [str(Path(notebook).absolute()), f"%/{escaped.lstrip('./')}"]
+    # A parameter filter is answered one of two ways, whichever reads fewer rows: from the (name, value) index, then
+    # sorted (a rare value), or by walking runs newest first until `limit` match (a common value: a scan that would
+    # sort a third of the store otherwise). The most selective filter decides; the others are checked per run.
+    filters = []
     for name, value in (parameters or {}).items():
         forms = _value_forms(value)
         marks = ", ".join("?" * len(forms))
-        where.append(f"id IN (SELECT run_id FROM run_parameters WHERE name = ? AND value IN ({marks}))")  # noqa: S608
+        count = store.query(
+            f"SELECT count(*) FROM (SELECT 1 FROM run_parameters WHERE name = ? AND value IN ({marks}) LIMIT ?)",  # noqa: S608
+            [name, *forms, _SELECTIVE + 1],
+        )[0][0]
+        filters.append((count, name, forms, marks))
+    for i, (count, name, forms, marks) in enumerate(sorted(filters, key=lambda f: f[0])):
+        if i == 0 and (count <= _SELECTIVE or limit is None):
+            where.append(f"id IN (SELECT run_id FROM run_parameters WHERE name = ? AND value IN ({marks}))")  # noqa: S608
+        else:
+            exists = "EXISTS (SELECT 1 FROM run_parameters p WHERE p.run_id = runs.id AND p.name = ? AND p.value IN "
+            where.append(f"{exists}({marks}))")
         args += [name, *forms]
     if since is not None:
         where.append("created_at >= ?")
