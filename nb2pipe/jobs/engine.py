@@ -14,6 +14,7 @@ import papermill at import time: :class:`Nb2PipeEngine` implements papermill's e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -185,9 +186,14 @@ class _AtomicSaves:
             import nbformat
 
             tmp = f"{self.output_path}.{os.getpid()}.{threading.get_ident()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(nbformat.writes(self.nb))  # type: ignore[no-untyped-call]
-            os.replace(tmp, self.output_path)
+            try:
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    fh.write(nbformat.writes(self.nb))  # type: ignore[no-untyped-call]
+                os.replace(tmp, self.output_path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
         self.last_save_time = self.now()  # type: ignore[attr-defined]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -321,9 +322,10 @@ def test_history_commands(tmp_path: Path, capsys: Any) -> None:
     )
     home = tmp_path / "home"
     h = ["--home", str(home)]
-    assert main(["job", "run", str(notebook), "-p", "lr", "0.5", "--json", *h]) == 0
+    assert main(["job", "run", str(notebook), "-p", "lr", "0.5", "--json", "--html", *h]) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["metrics"] == {"acc": 1.0}
+    assert "acc" in Path(first["notebook"]).with_suffix(".html").read_text()
     assert main(["job", "rerun", first["id"], "--json", *h]) == 0
     second = json.loads(capsys.readouterr().out)
     assert second["parameters"] == {"lr": 0.5} and second["id"] != first["id"]
@@ -369,3 +371,28 @@ def test_papermill_itself_finds_the_engine(tmp_path: Path) -> None:
     assert proc.returncode == 1  # papermill ran our engine (found through its entry point)...
     assert "timed-out: the cell exceeded its timeout of 1 s" in proc.stderr
     assert _statuses(_saved(out)) == ["failed", "pending"]  # ...and the timed-out notebook says so
+
+
+def test_a_full_disk_while_saving_the_notebook_is_a_clear_failure(tmp_path: Path) -> None:
+    # RLIMIT_FSIZE makes every write past 1 MB fail with EFBIG, as a full disk fails with ENOSPC.
+    notebook = make_notebook(tmp_path, [("print('x' * 3_000_000)", []), ("y = 1", [])])
+    home = tmp_path / "home"
+    RunStore(home).close()
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+
+    proc = subprocess.run(
+        [*NB2PIPE, "job", "run", str(notebook), "--home", str(home)],
+        capture_output=True,
+        text=True,
+        preexec_fn=small_disk,
+    )
+    assert proc.returncode == 1, proc.stderr
+    (run,) = _store_runs(home)
+    assert run["status"] == "failed"
+    assert run["status_detail"].startswith("cannot write the executed notebook")
+    assert "File too large" in run["status_detail"]
+    assert run["ended_at"] is not None
+    assert [p.name for p in Path(run["run_dir"]).iterdir() if p.name.endswith(".tmp")] == []
