@@ -278,6 +278,9 @@ def cancel(store: RunStore, run_id: str, *, grace: float = CANCEL_GRACE) -> dict
         return run
     run_id = run["id"]
     store.update_run(run_id, only_if_active=True, cancel_requested=1)
+    if run["status"] == "queued":  # nothing runs yet: whoever queued it must not start it (its pid is not the job's)
+        store.finish_run(run_id, "cancelled", status_detail="cancelled before it started")
+        return store.get_run(run_id)
     here = run["host"] == socket.gethostname()
     if here and process_alive(run["pid"], run["created_at"]):
         with contextlib.suppress(ProcessLookupError, PermissionError):

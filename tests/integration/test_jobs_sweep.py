@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -192,3 +193,49 @@ def test_sweep_on_a_dask_cluster_records_each_run_with_its_worker(tmp_path: Path
     assert all(r["pid"] != os.getpid() for r in rows)  # executed (and recorded) in the worker process
     runs = jobs.list(home=home)
     assert sorted(r["metrics"]["score"] for r in runs) == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_ctrl_c_cancels_every_run_of_a_sweep_and_starts_no_more(tmp_path: Path) -> None:
+    notebook = make_notebook(tmp_path, [("n = 1", ["parameters"]), ("import time\ntime.sleep(120)", [])])
+    home = tmp_path / "home"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nb2pipe.cli",
+            "job",
+            "sweep",
+            str(notebook),
+            "-p",
+            "n",
+            "1,2,3,4",
+            "--parallel",
+            "2",
+            "--home",
+            str(home),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if (home / "runs.sqlite").exists():
+                with RunStore(home) as store:
+                    running = store.query("SELECT kernel_pid FROM runs WHERE status = 'running' AND kernel_pid > 0")
+                if len(running) == 2:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the sweep did not start two runs")
+        time.sleep(1.0)  # both kernels inside their sleeping cell
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 1
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    runs = jobs.list(home=home)
+    assert [r["status"] for r in runs] == ["cancelled", "cancelled"]  # the other two never started
+    assert all(not process_alive(r["kernel_pid"]) for r in (jobs.show(r["id"], home=home) for r in runs))

@@ -81,6 +81,10 @@ def test_cancel_of_a_run_whose_process_is_gone(tmp_path: Path) -> None:
         assert run["cancel_requested"] == 1
         # Cancelling a run that already ended changes nothing.
         assert history.cancel(store, run_id)["status"] == "cancelled"
+        # A queued run is cancelled without signalling anyone (its pid is whoever queued it: here, this process).
+        queued = store.create_run("job", "a.ipynb", status="queued", pid=os.getpid())
+        run = history.cancel(store, queued, grace=0)
+        assert (run["status"], run["status_detail"]) == ("cancelled", "cancelled before it started")
 
 
 def _seed(store: RunStore, target: str, params: dict[str, object], status: str, at: float) -> str:
