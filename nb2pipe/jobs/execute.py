@@ -265,11 +265,13 @@ def run(
     worker: str | None = None,
     mlflow: str | None = None,
     handle_signals: bool = True,
+    queued_run: str | None = None,
 ) -> JobResult:
     """Execute ``notebook`` with papermill as a tracked run and return how it ended (never raises for a bad run).
 
     Raises :class:`~nb2pipe.errors.Nb2PipeError` before anything is recorded when the notebook, the parameters or
-    the run folder are wrong.
+    the run folder are wrong. ``queued_run`` starts a run that someone (a scheduler) recorded earlier as ``queued``
+    instead of creating one; if it was cancelled meanwhile, it is not started.
     """
     import nbformat
 
@@ -292,7 +294,8 @@ def run(
     store = RunStore(home)
     try:
         reap(store)
-        run_id = new_run_id()
+        queued = _queued(store, queued_run) if queued_run is not None else None
+        run_id = queued_run or new_run_id()
         run_dir = Path(runs_dir) if runs_dir is not None else store.home / "runs"
         run_dir = (run_dir / run_id).absolute()
         outputs = Path(output_dir).absolute() if output_dir is not None else run_dir / "outputs"
@@ -308,26 +311,32 @@ def run(
         try:
             env_id = store.ensure_environment(current_environment(store.home))
             started = time.time()
-            store.create_run(
-                "job",
-                str(source.absolute()),
-                parameters=typed,
-                status="running",
-                run_id=run_id,
-                target_hash=checked_hash(checked.raw),
-                run_dir=str(run_dir),
-                started_at=started,
-                pid=os.getpid(),
-                pgid=os.getpgrp(),
-                git_commit=commit,
-                git_dirty=None if dirty is None else int(dirty),
-                environment_id=env_id,
-                kernel=kernel_name,
-                executor=executor,
-                worker=worker,
-                rerun_of=rerun_of,
-                output_dir=str(outputs),
-            )
+            fields = {
+                "target_hash": checked_hash(checked.raw),
+                "run_dir": str(run_dir),
+                "started_at": started,
+                "heartbeat_at": started,
+                "pid": os.getpid(),
+                "pgid": os.getpgrp(),
+                "git_commit": commit,
+                "git_dirty": None if dirty is None else int(dirty),
+                "environment_id": env_id,
+                "kernel": kernel_name,
+                "executor": executor,
+                "worker": worker,
+                "rerun_of": rerun_of,
+                "output_dir": str(outputs),
+            }
+            if queued is None:
+                store.create_run(
+                    "job", str(source.absolute()), parameters=typed, status="running", run_id=run_id, **fields
+                )
+            elif not _start_queued(store, run_id, typed, fields):
+                run_dir.rmdir()
+                detail = "cancelled before it started"
+                store.finish_run(run_id, "cancelled", status_detail=detail)
+                row = store.get_run(run_id)
+                return JobResult(run_id, row["status"], row["status_detail"], out_path, run_dir, typed)
         except BaseException:
             with contextlib.suppress(OSError):
                 run_dir.rmdir()
@@ -353,6 +362,33 @@ def run(
         )
     finally:
         store.close()
+
+
+def _queued(store: RunStore, run_id: str) -> dict[str, Any]:
+    rows = store.query("SELECT id, status FROM runs WHERE id = ? AND kind = 'job'", (run_id,))
+    if not rows:
+        raise JobError(f"no queued job run {run_id!r} in {store.path}")
+    if rows[0]["status"] not in ("queued", "cancelled"):
+        raise JobError(f"run {run_id} is {rows[0]['status']}, not queued: it cannot be started again")
+    return dict(rows[0])
+
+
+def _start_queued(store: RunStore, run_id: str, typed: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+    """Move a queued run to running with its provenance, unless a cancel request got there first."""
+    assignments = ", ".join(f"{k} = :{k}" for k in fields)
+    with store.transaction() as db:
+        started = db.execute(
+            f"UPDATE runs SET status = 'running', parameters = :_parameters, {assignments} "  # noqa: S608 - our columns
+            "WHERE id = :_id AND status = 'queued' AND cancel_requested = 0",
+            {**fields, "_id": run_id, "_parameters": to_json(dict(typed))},
+        ).rowcount
+        if started:
+            db.execute("DELETE FROM run_parameters WHERE run_id = ?", (run_id,))
+            db.executemany(
+                "INSERT INTO run_parameters VALUES (?, ?, ?)",
+                [(run_id, name, to_json(value)) for name, value in typed.items()],
+            )
+    return bool(started)
 
 
 def checked_hash(raw: bytes) -> str:

@@ -396,3 +396,33 @@ def test_a_full_disk_while_saving_the_notebook_is_a_clear_failure(tmp_path: Path
     assert "File too large" in run["status_detail"]
     assert run["ended_at"] is not None
     assert [p.name for p in Path(run["run_dir"]).iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_queued_run_starts_once_and_never_after_a_cancel(tmp_path: Path) -> None:
+    # What a scheduler does: record the run as queued, start it later (maybe from another process).
+    notebook = make_notebook(tmp_path, [("n = 1", ["parameters"]), ("import nb2pipe; nb2pipe.record('n', n)", [])])
+    home = tmp_path / "home"
+    with RunStore(home) as store:
+        queued = store.create_run("job", str(notebook), parameters={"n": 2}, status="queued")
+        doomed = store.create_run("job", str(notebook), parameters={"n": 3}, status="queued")
+        jobs.cancel(doomed, home=home)
+    result = jobs.run(notebook, {"n": 2}, home=home, queued_run=queued)
+    assert (result.id, result.status, result.metrics) == (queued, "succeeded", {"n": 2})
+    with pytest.raises(JobError, match="is succeeded, not queued"):
+        jobs.run(notebook, home=home, queued_run=queued)
+    skipped = jobs.run(notebook, {"n": 3}, home=home, queued_run=doomed)
+    assert (skipped.status, skipped.detail) == ("cancelled", "cancelled before it started")
+    assert not skipped.notebook.exists()  # nothing ran
+    assert len(_store_runs(home)) == 2
+
+
+def test_the_run_path_imports_no_server_stack(tmp_path: Path) -> None:
+    notebook = make_notebook(tmp_path, [("x = 1", [])])
+    code = (
+        "import sys; from nb2pipe import jobs; "
+        f"r = jobs.run({str(notebook)!r}, home={str(tmp_path / 'home')!r}); assert r.status == 'succeeded'; "
+        "print([m for m in ('jupyter_server', 'notebook', 'nbconvert', 'mlflow', 'distributed') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
