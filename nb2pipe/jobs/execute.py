@@ -34,6 +34,7 @@ EXIT_CODES: Final = {"succeeded": 0, "failed": 1, "timed-out": 124, "cancelled":
 HEARTBEAT_ENV: Final = "NB2PIPE_HEARTBEAT_SECONDS"
 HEARTBEAT_SECONDS: Final = 5.0
 NEVER_STARTED: Final = "never started"
+INTERRUPTED: Final = "cancelled: KeyboardInterrupt"
 
 
 #: Runs executing in this process, so a sweep's Ctrl-C can cancel them all.
@@ -444,6 +445,8 @@ def _execute(
     error = _error_info(ending, nb, injected_at)
     artifacts = _artifacts(outputs, out_path.parent, started)
     status, detail = _conclude(store, run_id, nb, out_path, ending, error, artifacts)
+    if ending.detail == INTERRUPTED:
+        raise KeyboardInterrupt
     if html:
         _render_html(out_path)
     if mlflow is not None:
@@ -509,6 +512,9 @@ def _run_engine(
         if control.kernel_pid is None:
             return Ending("failed", f"{NEVER_STARTED}: the kernel did not start: {type(exc).__name__}: {exc}")
         return control.ending or Ending("failed", f"{type(exc).__name__}: {exc}")
+    except KeyboardInterrupt:  # Ctrl-C where we do not handle signals (the API): record it, then let it go on
+        control.kill_kernel()
+        return Ending("cancelled", INTERRUPTED)
     finally:
         heartbeat.stopped.set()
         with _ACTIVE_LOCK:

@@ -426,3 +426,31 @@ def test_the_run_path_imports_no_server_stack(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_ctrl_c_through_the_python_api_is_recorded_and_raised(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    notebook = make_notebook(tmp_path, SLOW, name="slow.ipynb")
+    code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from nb2pipe import jobs\n"
+        "try:\n"
+        f"    jobs.run({str(notebook)!r}, home={str(home)!r}, handle_signals=False)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('KeyboardInterrupt')\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    _STARTED.append((proc, home))
+    run = _running_with_kernel(home)
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.communicate(timeout=60)[0].strip() == "KeyboardInterrupt"
+    (after,) = _store_runs(home)
+    assert (after["status"], after["status_detail"]) == ("cancelled", "cancelled: KeyboardInterrupt")
+    assert not process_alive(run["kernel_pid"])
+    assert _saved(Path(run["run_dir"]) / "slow.ipynb").metadata.nb2pipe["status"] == "cancelled"

@@ -219,3 +219,24 @@ def test_job_list_imports_no_papermill() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert socket.gethostname()
+
+
+def test_artifacts_are_the_files_written_during_the_run(tmp_path: Path) -> None:
+    from nb2pipe.jobs.execute import _artifacts
+
+    run_dir = tmp_path / "run"
+    inside = run_dir / "outputs"
+    (inside / "sub").mkdir(parents=True)
+    (inside / "sub" / "model.bin").write_bytes(b"abc")
+    declared = tmp_path / "declared"
+    declared.mkdir()
+    old = declared / "old.csv"
+    old.write_text("from an earlier run")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    (declared / "new.csv").write_text("x")
+    sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert _artifacts(inside, run_dir, time.time()) == [("outputs/sub/model.bin", sha, 3)]
+    found = _artifacts(declared, run_dir, time.time())
+    assert [(Path(p).name, size) for p, _, size in found] == [("new.csv", 1)]  # not the earlier run's file
+    assert Path(found[0][0]).is_absolute()
+    assert _artifacts(tmp_path / "missing", run_dir, time.time()) == []
