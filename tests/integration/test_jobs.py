@@ -454,3 +454,25 @@ def test_ctrl_c_through_the_python_api_is_recorded_and_raised(tmp_path: Path) ->
     assert (after["status"], after["status_detail"]) == ("cancelled", "cancelled: KeyboardInterrupt")
     assert not process_alive(run["kernel_pid"])
     assert _saved(Path(run["run_dir"]) / "slow.ipynb").metadata.nb2pipe["status"] == "cancelled"
+
+
+def test_a_full_disk_for_the_store_is_a_clear_error_with_nothing_recorded(tmp_path: Path) -> None:
+    notebook = make_notebook(tmp_path, [("x = 1", [])])
+    home = tmp_path / "home"
+    RunStore(home).close()
+
+    def full_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    proc = subprocess.run(
+        [*NB2PIPE, "job", "run", str(notebook), "--home", str(home)],
+        capture_output=True,
+        text=True,
+        preexec_fn=full_disk,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("nb2pipe: error: ") and "run store" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert _store_runs(home) == []
+    assert list((home / "runs").iterdir()) == [] if (home / "runs").exists() else True
