@@ -171,12 +171,31 @@ async def _wait_until_ready(kc: Any, timeout: float) -> None:
     raise RuntimeError(f"the kernel did not answer within {timeout:g} s")
 
 
-class _AtomicSaves:
-    """Mixin for papermill's execution manager: save by write-then-rename (a reader never sees half a notebook,
-    and ext4 does not flush on every save as it does for a truncate-and-rewrite)."""
+class _TruthfulManager:
+    """Mixin for papermill's execution manager.
+
+    Saves by write-then-rename (a reader never sees half a notebook, and ext4 does not flush on every save as it
+    does for a truncate-and-rewrite), and never marks a cell that did not run as completed: papermill's
+    ``notebook_complete`` turns every pending cell into "completed", which is false after a kernel that did not
+    start or a cancel before the first cell. Our cell loop completes every cell it visits itself.
+    """
 
     nb: Any
     output_path: str | None
+    start_time: Any
+    end_time: Any
+
+    def notebook_complete(self, **kwargs: Any) -> None:
+        nb = kwargs.get("nb")
+        if nb is not None:
+            self.nb = nb
+        self.end_time = self.now()  # type: ignore[attr-defined]
+        meta = self.nb.metadata.papermill
+        meta["end_time"] = self.end_time.isoformat()
+        if meta.get("start_time") and self.start_time is not None:
+            meta["duration"] = (self.end_time - self.start_time).total_seconds()
+        self.cleanup_pbar()  # type: ignore[attr-defined]
+        self.save()
 
     def save(self, **kwargs: Any) -> None:
         nb = kwargs.get("nb")
@@ -206,7 +225,7 @@ def _manager_class() -> type:
     if _MANAGER is None:
         from papermill.engines import NotebookExecutionManager
 
-        _MANAGER = type("AtomicNotebookExecutionManager", (_AtomicSaves, NotebookExecutionManager), {})
+        _MANAGER = type("TruthfulExecutionManager", (_TruthfulManager, NotebookExecutionManager), {})
     return _MANAGER
 
 

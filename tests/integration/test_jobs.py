@@ -476,3 +476,18 @@ def test_a_full_disk_for_the_store_is_a_clear_error_with_nothing_recorded(tmp_pa
     assert len(proc.stderr.strip().splitlines()) == 1
     assert _store_runs(home) == []
     assert list((home / "runs").iterdir()) == [] if (home / "runs").exists() else True
+
+
+def test_a_kernel_that_does_not_start_leaves_every_cell_pending(tmp_path: Path, monkeypatch: Any) -> None:
+    spec = tmp_path / "share" / "kernels" / "broken"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-c", "import sys; sys.exit(3)", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "broken", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share"))
+    notebook = make_notebook(tmp_path, [("x = 1", []), ("y = 2", [])])
+    result = jobs.run(notebook, kernel="broken", home=tmp_path / "home")
+    assert result.status == "failed" and result.exit_code == 2
+    assert result.detail is not None and result.detail.startswith("never started: the kernel did not start")
+    nb = _saved(result)
+    assert nb.metadata.nb2pipe["status_detail"] == result.detail
+    assert _statuses(nb) == ["pending", "pending"]  # papermill would mark them "completed"
