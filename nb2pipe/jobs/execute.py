@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 #: Exit codes of ``nb2pipe job run`` by ending (2, bad input, also covers a run that never started).
 EXIT_CODES: Final = {"succeeded": 0, "failed": 1, "timed-out": 124, "cancelled": 130}
 HEARTBEAT_ENV: Final = "NB2PIPE_HEARTBEAT_SECONDS"
+#: When set, every run is also logged to MLflow at this tracking URI (as ``--mlflow URI``).
+MLFLOW_ENV: Final = "NB2PIPE_MLFLOW"
 HEARTBEAT_SECONDS: Final = 5.0
 NEVER_STARTED: Final = "never started"
 INTERRUPTED: Final = "cancelled: KeyboardInterrupt"
@@ -282,6 +284,8 @@ def run(
     from .provenance import current_environment, git_state
 
     source = Path(notebook)
+    if mlflow is None:
+        mlflow = os.environ.get(MLFLOW_ENV) or None  # configured once, e.g. in a profile or a CI job
     checked = read_notebook(source)  # one-line errors for a missing or corrupt notebook
     declared = notebook_parameters(source)
     typed = resolve(declared, list(pairs), files, target=str(source), values=parameters)

@@ -112,6 +112,11 @@ def test_mlflow_sink_logs_to_a_real_file_store(tmp_path: Path, monkeypatch: pyte
     names = {a.path for a in client.list_artifacts(mlflow_id)}
     assert names == {"train.ipynb", "metrics.json", "outputs"}
     assert [a.path for a in client.list_artifacts(mlflow_id, "outputs")] == ["outputs/model.txt"]
+    # Configured once in the environment instead of on every command:
+    monkeypatch.setenv("NB2PIPE_MLFLOW", uri)
+    again = jobs.run(notebook, home=home)
+    with RunStore(home) as store:
+        assert store.get_run(again.id)["mlflow_run_id"] not in (None, mlflow_id)
 
 
 def _free_port() -> int:
