@@ -527,10 +527,14 @@ def _run_engine(
 
 
 def _render_html(path: Path) -> None:
-    from nbconvert import HTMLExporter
+    """The executed notebook as HTML next to it; a rendering problem is a warning, the run's ending stands."""
+    try:
+        from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_filename(str(path))  # type: ignore[no-untyped-call]
-    path.with_suffix(".html").write_text(body, encoding="utf-8")
+        body, _ = HTMLExporter().from_filename(str(path))  # type: ignore[no-untyped-call]
+        path.with_suffix(".html").write_text(body, encoding="utf-8")
+    except Exception as exc:
+        print(f"nb2pipe: warning: could not render {path} as HTML: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def is_active(status: str) -> bool:
