@@ -125,6 +125,7 @@ def register(sub: Any, export_sub: Any) -> None:
 
     p = add("open", "print the path of a run's executed notebook")
     p.add_argument("run_id", metavar="ID")
+    p.add_argument("--json", action="store_true")
     _home(p)
     p.set_defaults(handler=_cmd_open)
 
@@ -143,6 +144,7 @@ def register(sub: Any, export_sub: Any) -> None:
     p = add("rm", "remove a finished run from the history (an audit record is kept)")
     p.add_argument("run_id", metavar="ID")
     p.add_argument("--files", action="store_true", help="also delete the run folder")
+    p.add_argument("--json", action="store_true", help="print the removed run as recorded in the audit log")
     _home(p)
     p.set_defaults(handler=_cmd_rm)
 
@@ -352,7 +354,7 @@ def _cmd_open(args: argparse.Namespace) -> int:
     from . import show
 
     run = show(args.run_id, home=args.home)
-    print(run["notebook"])
+    print(json.dumps({"id": run["id"], "notebook": run["notebook"]}) if args.json else run["notebook"])
     return 0
 
 
@@ -372,5 +374,8 @@ def _cmd_rm(args: argparse.Namespace) -> int:
     from . import remove
 
     run = remove(args.run_id, home=args.home, files=args.files)
-    print(f"run {run['id']} removed from the history (an audit record keeps it)")
+    if args.json:
+        print(json.dumps(run, indent=2, default=repr))
+    else:
+        print(f"run {run['id']} removed from the history (an audit record keeps it)")
     return 0

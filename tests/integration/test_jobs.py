@@ -340,8 +340,10 @@ def test_history_commands(tmp_path: Path, capsys: Any) -> None:
     assert "acc = 0.2" in capsys.readouterr().out
     assert main(["job", "open", third.id, *h]) == 0
     assert Path(capsys.readouterr().out.strip()).is_file()
-    assert main(["job", "rm", first["id"], *h]) == 0
-    capsys.readouterr()
+    assert main(["job", "open", third.id, "--json", *h]) == 0
+    assert json.loads(capsys.readouterr().out)["notebook"] == str(third.notebook)
+    assert main(["job", "rm", first["id"], "--json", *h]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == first["id"]
     assert main(["job", "list", "--json", *h]) == 0
     assert first["id"] not in [r["id"] for r in json.loads(capsys.readouterr().out)]
     assert main(["job", "show", "nope", *h]) == 2
