@@ -18,12 +18,16 @@ __all__ = [
     "convert",
     "diff",
     "export_script",
+    "glue",
+    "output_dir",
+    "record",
     "tag_by_headings",
 ]
 
 if TYPE_CHECKING:
     from .converter import Analysis, ConvertResult, analyze, check, convert, diff
     from .errors import Nb2PipeError
+    from .jobs.record import glue, output_dir, record
     from .script import export_script
     from .tagger import tag_by_headings
 
@@ -37,6 +41,9 @@ _LAZY = {
     "Nb2PipeError": "errors",
     "export_script": "script",
     "tag_by_headings": "tagger",
+    "record": "jobs.record",
+    "glue": "jobs.record",
+    "output_dir": "jobs.record",
 }
 
 

@@ -134,9 +134,20 @@ CREATE TABLE audit (
 );
 """
 
+# Tracked notebook jobs: the kernel's process (its own session, so cancel and orphan reaping can reach it), the
+# declared output folder and the MLflow run a job was logged to; indexes so `job list` stays fast over 100,000 runs.
+_JOBS = """
+ALTER TABLE runs ADD COLUMN kernel_pid INTEGER;
+ALTER TABLE runs ADD COLUMN output_dir TEXT;
+ALTER TABLE runs ADD COLUMN mlflow_run_id TEXT;
+CREATE INDEX runs_by_kind_time ON runs (kind, created_at DESC);
+CREATE INDEX runs_active ON runs (status) WHERE status IN ('queued', 'running');
+"""
+
 # Append only. Each entry: (unique name, SQL script). Never edit a migration that has shipped.
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", _INITIAL),
+    ("0002_jobs_kernel_and_indexes", _JOBS),
 ]
 
 
