@@ -146,7 +146,6 @@ def _cmd_add(args: argparse.Namespace) -> int:
             retry_delay=args.retry_delay,
             timeout=args.timeout,
             now=now,
-            next_fire=upcoming[0] if upcoming else None,
         )
     finally:
         store.close()
@@ -250,19 +249,14 @@ def _cmd_pause(args: argparse.Namespace) -> int:
 def _cmd_resume(args: argparse.Namespace) -> int:
     import time
 
-    from .cron import Cron
     from .store import ScheduleStore
 
     store = ScheduleStore.open(args.home)
     try:
-        s = store.get(args.name)
-        now = time.time()
-        cron = Cron(s.cron, s.timezone)
-        skipped = cron.fire_times(s.cursor, now, limit=10_000) if s.paused else []
-        store.resume(args.name, now, skipped, cron.next_after(now))
+        _, skipped = store.resume(args.name, time.time())
     finally:
         store.close()
-    note = f" ({len(skipped)} fire(s) while paused recorded as skipped)" if skipped else ""
+    note = f" ({skipped} fire(s) while paused recorded as skipped)" if skipped else ""
     print(f"resumed {args.name}{note}")
     return 0
 

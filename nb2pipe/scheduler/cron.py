@@ -9,9 +9,10 @@ Daylight saving, as croniter computes it in the schedule's zone:
 
 - spring forward: a wall time that does not exist that day (02:30 when clocks jump 02:00 -> 03:00) fires once, at
   the first instant after the gap (03:00 local);
-- fall back: a wall time that happens twice (01:30 when clocks go 03:00 -> 02:00) fires once, at its first
-  occurrence; expressions that fire every hour or more often fire in both copies of the repeated hour, because
-  real time passed.
+- fall back: when clocks go back (03:00 -> 02:00), an expression with a fixed hour field (``30 2 * * *``,
+  ``*/20 1-3 * * *``) fires once per wall time, at its first occurrence, as Vixie cron does; croniter alone would
+  fire a daily 02:30 job twice that night. An expression whose hour field is ``*`` (hourly, every 15 minutes) fires
+  in both copies of the repeated hour, because real time passed.
 """
 
 from __future__ import annotations
@@ -71,12 +72,16 @@ class Cron:
         from croniter import CroniterError, croniter
 
         tz = zone(self.timezone)
+        fixed_hour = self.expr.split()[1] != "*"
         it = croniter(self.expr, datetime.fromtimestamp(after, tz))
         while True:
             try:
-                yield float(it.get_next(float))
+                t = float(it.get_next(float))
             except CroniterError:
                 return
+            if fixed_hour and datetime.fromtimestamp(t, tz).fold == 1:
+                continue  # the second copy of a repeated wall time (fall back): it already fired
+            yield t
 
     def next_after(self, after: float) -> float | None:
         """The first fire time strictly after ``after`` (epoch seconds), or None when there is none."""

@@ -182,7 +182,7 @@ class SubprocessLauncher:
 
     def __init__(
         self,
-        command: Callable[[LaunchRequest], Sequence[str]] = cli_command,
+        command: Callable[[LaunchRequest], Sequence[str]] | None = None,
         *,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
@@ -192,7 +192,7 @@ class SubprocessLauncher:
         self.env = env
 
     def launch(self, request: LaunchRequest) -> Handle:
-        argv = list(self.command(request))
+        argv = list((self.command or cli_command)(request))
         env = run_environment(request, self.env)
         if request.log_path is None:
             process = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)

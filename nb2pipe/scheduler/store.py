@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from ..errors import Nb2PipeError
 from ..runstore import RunStore, to_json
+from .cron import Cron
 
 CATCHUP: Final = ("none", "latest", "all")
 FIRE_FINAL: Final = ("succeeded", "failed", "timed-out", "cancelled", "skipped")
@@ -108,9 +109,9 @@ class ScheduleStore:
         retry_delay: float,
         timeout: float | None,
         now: float,
-        next_fire: float | None,
     ) -> Schedule:
-        """Insert a schedule; it fires at cron times strictly after ``now``."""
+        """Insert a schedule (expression and zone checked); it fires at cron times strictly after ``now``."""
+        next_fire = Cron(cron, timezone).next_after(now)
         row = {
             "name": name,
             "kind": kind,
@@ -181,11 +182,14 @@ class ScheduleStore:
             db.execute("UPDATE schedules SET paused_at = ? WHERE id = ? AND paused_at IS NULL", (now, schedule.id))
         return self.get(name)
 
-    def resume(self, name: str, now: float, skipped: list[float], next_fire: float | None) -> Schedule:
-        """Unpause; the fire times that fell due while paused (``skipped``) are recorded as skipped, not run."""
+    def resume(self, name: str, now: float) -> tuple[Schedule, int]:
+        """Unpause; fire times that fell due while paused are recorded as skipped, not run. Returns how many."""
         schedule = self.get(name)
         if not schedule.paused:
-            return schedule
+            return schedule, 0
+        cron = Cron(schedule.cron, schedule.timezone)
+        skipped = cron.fire_times(schedule.cursor, now)
+        next_fire = cron.next_after(now)
         with self.runs.transaction() as db:
             cur = db.execute(
                 "UPDATE schedules SET paused_at = NULL, cursor = ?, next_fire = ? WHERE id = ? AND paused_at = ?",
@@ -193,7 +197,7 @@ class ScheduleStore:
             )
             if cur.rowcount == 1:
                 self._insert_fires(db, schedule.id, [(t, "skipped", "the schedule was paused") for t in skipped], now)
-        return self.get(name)
+        return self.get(name), len(skipped)
 
     def remove(self, name: str, now: float) -> Schedule:
         """Soft-delete: the schedule stops firing, its fires and runs stay, and the audit log keeps a snapshot."""
