@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -68,7 +69,7 @@ def test_restarting_from_any_fire_time_gives_croniters_sequence(expr: str, tz: s
     cron = Cron(expr, tz)
     assert cron.fire_times(start.timestamp(), end.timestamp()) == expected
     # A scheduler restarting from its cursor (the last fire it decided) continues the same sequence.
-    for previous, following in zip(expected, expected[1:], strict=False):
+    for previous, following in itertools.pairwise(expected):
         assert cron.next_after(previous) == following
 
 
