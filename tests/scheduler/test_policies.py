@@ -287,3 +287,23 @@ def test_a_stopped_schedulers_runs_are_adopted_at_once(home: Path, ledger: Path,
     assert second.tick().adopted == [run_id]
     second.drain(timeout=60)
     assert fires(home)[0]["status"] == "succeeded"
+
+
+def test_deciding_and_claiming_a_fire_are_database_decisions(home: Path, clock: FakeClock) -> None:
+    """Two schedulers that read the same state: the first write wins, the second changes nothing."""
+    add_schedule(home, "s", "0 * * * *", now=clock.now(), max_concurrent=5)
+    store = ScheduleStore.open(home)
+    stale = store.get("s")
+    t = utc(2026, 1, 5, 1)
+    assert store.advance(stale, [(t, "pending", None)], t, t + 3600)
+    assert not store.advance(stale, [(t, "pending", None)], t, t + 3600)  # cursor moved meanwhile
+    (fire,) = store.pending(t + 1)  # both read the pending row...
+    assert store.claim(fire, run_id="a", owner="A", now=t + 1, max_concurrent=5, log_path=None) == 1
+    assert store.claim(fire, run_id="b", owner="B", now=t + 1, max_concurrent=5, log_path=None) is None
+    assert [r["run_id"] for r in store.live_attempts()] == ["a"]
+    # Only the owner records the ending, once.
+    assert not store.finish_attempt("a", "succeeded", None, owner="B", now=t + 2)
+    assert store.finish_attempt("a", "succeeded", None, owner="A", now=t + 2)
+    assert not store.finish_attempt("a", "failed", None, owner="A", now=t + 3)
+    store.close()
+    assert [(f["status"], f["attempts"]) for f in fires(home)] == [("succeeded", 1)]
