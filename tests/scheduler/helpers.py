@@ -4,7 +4,8 @@
   for a simulated week of fires); the ledger is the ground truth of what actually ran.
 - :func:`tracked_launcher`: a Python child that behaves like ``nb2pipe job run`` will: it records the tracked run
   under ``NB2PIPE_RUN_ID`` in the run store, then succeeds, fails, crashes without an ending, or hangs
-  (heartbeating), as the schedule's ``modes`` parameter says for that attempt (``"fail,ok"``: fail, then succeed).
+  (heartbeating), or takes three seconds, as the schedule's ``modes`` parameter says for that attempt
+  (``"fail,ok"``: fail, then succeed).
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ elif mode == "fail":
     sys.exit(1)
 elif mode == "crash":
     os._exit(3)
+elif mode == "slow":
+    for _ in range(15):
+        store.heartbeat(run_id)
+        time.sleep(0.2)
+    store.finish_run(run_id, "succeeded")
 elif mode == "hang":
     while True:
         store.heartbeat(run_id)
