@@ -69,11 +69,18 @@ class Cron:
             raise CronError(f"cron expression {self.expr!r} never fires (e.g. 30 February)")
 
     def _iter(self, after: float) -> Iterator[float]:
+        """Fire times after ``after``. One croniter per expression is re-seeded, not rebuilt (parsing is the cost)."""
         from croniter import CroniterError, croniter
 
         tz = zone(self.timezone)
         fixed_hour = self.expr.split()[1] != "*"
-        it = croniter(self.expr, datetime.fromtimestamp(after, tz))
+        it = self.__dict__.get("_croniter")
+        start = datetime.fromtimestamp(after, tz)
+        if it is None:
+            it = croniter(self.expr, start)
+            object.__setattr__(self, "_croniter", it)  # a cache, not state: frozen fields are unchanged
+        else:
+            it.set_current(start, force=True)
         while True:
             try:
                 t = float(it.get_next(float))
@@ -89,12 +96,16 @@ class Cron:
 
     def fire_times(self, after: float, until: float, *, limit: int | None = None) -> list[float]:
         """Fire times ``t`` with ``after < t <= until``, in order (at most ``limit`` of them)."""
+        return self.window(after, until, limit=limit)[0]
+
+    def window(self, after: float, until: float, *, limit: int | None = None) -> tuple[list[float], float | None]:
+        """``fire_times(after, until, limit)`` and the fire time that follows them, from one pass."""
         out: list[float] = []
         for t in self._iter(after):
             if t > until or (limit is not None and len(out) >= limit):
-                break
+                return out, t
             out.append(t)
-        return out
+        return out, None
 
     def upcoming(self, after: float, n: int = 5) -> list[float]:
         """The next ``n`` fire times after ``after``: shown when a schedule is added, so a typo is seen at once."""

@@ -24,7 +24,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..runstore import new_run_id
@@ -70,6 +71,7 @@ class TickReport:
 class _Watched:
     handle: Handle | None  # None: adopted while starting, no pid known yet
     schedule: Schedule
+    attempt: int
     started_at: float
     deadline: float | None
     kill_after: float | None = None  # monotonic time to escalate to SIGKILL
@@ -113,6 +115,8 @@ class Scheduler:
         #: This instance's id in the ``schedulers`` table.
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._watched: dict[str, _Watched] = {}
+        self._crons: dict[tuple[str, str], Cron] = {}
+        self._logs = self.home / "schedules" / "logs"
         self._dying: list[tuple[Handle, float]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -193,8 +197,11 @@ class Scheduler:
             self.store.scheduler_heartbeat(self.instance, now)
             self._watch(now, report)
             self._adopt(now, report)
-            for schedule in self.store.due(now):
-                report.skipped += self._decide(schedule, now)
+            due = self.store.due(now)
+            if due:
+                with self.store.batch():
+                    for schedule in due:
+                        report.skipped += self._decide(schedule, now)
             self._start_pending(now, report)
             return report
 
@@ -208,31 +215,37 @@ class Scheduler:
             self._start_pending(now, report, only=(schedule.id, fire_time))
         return report.launched[0] if report.launched else None
 
+    def _cron(self, schedule: Schedule) -> Cron:
+        key = (schedule.cron, schedule.timezone)
+        cron = self._crons.get(key)
+        if cron is None:
+            cron = self._crons[key] = Cron(*key)
+        return cron
+
     def _decide(self, schedule: Schedule, now: float) -> int:
         """Record the cron fires of ``schedule`` up to ``now``: queued or skipped, per its catch-up policy."""
-        cron = Cron(schedule.cron, schedule.timezone)
+        cron = self._cron(schedule)
         skipped = 0
         while True:
-            times = cron.fire_times(schedule.cursor, now, limit=CHUNK + 1)
-            if not times:
+            chunk, following = cron.window(schedule.cursor, now, limit=CHUNK)
+            if not chunk:
                 return skipped
-            more = len(times) > CHUNK
-            chunk = times[:CHUNK]
+            more = following is not None and following <= now
             decided: list[tuple[float, str, str | None]] = []
             for i, t in enumerate(chunk):
                 latest = not more and i == len(chunk) - 1
                 reason = self._missed_reason(schedule, t, now, latest)
                 decided.append((t, "skipped", reason) if reason else (t, "pending", None))
-            skipped += sum(1 for d in decided if d[1] == "skipped")
-            next_fire = times[CHUNK] if more else cron.next_after(chunk[-1])
+            next_fire = following
             if not self.store.advance(schedule, decided, chunk[-1], next_fire):
-                return 0  # another scheduler decided these fires first
+                return skipped  # another scheduler decided these fires first
             for t, status, reason in decided:
                 if status == "skipped":
+                    skipped += 1
                     log.info("%s: skipped the fire at %s: %s", schedule.name, local(t, schedule.timezone), reason)
-            schedule = self.store.by_id(schedule.id)
             if not more:
                 return skipped
+            schedule = replace(schedule, cursor=chunk[-1], next_fire=next_fire)
 
     def _missed_reason(self, schedule: Schedule, t: float, now: float, latest: bool) -> str | None:
         if schedule.catchup == "all":
@@ -250,23 +263,54 @@ class Scheduler:
         return f"missed: no scheduler was running from {since} until {local(now, schedule.timezone)} ({rule})"
 
     def _start_pending(self, now: float, report: TickReport, only: tuple[int, float] | None = None) -> None:
+        """Claim what may start (one transaction), start those runs, record their processes (one transaction)."""
+        pending = self.store.pending(now)
+        if not pending:
+            return
         by_schedule: dict[int, list[sqlite3.Row]] = {}
-        for fire in self.store.pending(now):
+        for fire in pending:
             by_schedule.setdefault(fire["schedule_id"], []).append(fire)
-        for schedule_id, fires in by_schedule.items():
-            schedule = self.store.by_id(schedule_id)
-            if schedule.paused:
-                fires = [f for f in fires if f["trigger"] == "manual"]
-            fires = self._coalesce(schedule, fires, now, report)
-            for fire in fires:
-                if only is not None and (fire["schedule_id"], fire["fire_time"]) != only:
-                    continue
-                if not self._launch(schedule, fire, now, report):
-                    if schedule.catchup == "none" and fire["trigger"] == "cron" and fire["attempts"] == 0:
-                        reason = f"max-concurrent {schedule.max_concurrent} reached: a run was still in progress"
-                        if self.store.skip(schedule.id, fire["fire_time"], "cron", reason, now):
-                            report.skipped += 1
-                    break
+        schedules = self.store.by_ids(list(by_schedule))
+        claimed: list[tuple[Schedule, sqlite3.Row, str, int]] = []
+        with self.store.batch():
+            for schedule_id, fires in by_schedule.items():
+                schedule = schedules[schedule_id]
+                if schedule.paused:
+                    fires = [f for f in fires if f["trigger"] == "manual"]
+                fires = self._coalesce(schedule, fires, now, report)
+                for fire in fires:
+                    if only is not None and (fire["schedule_id"], fire["fire_time"]) != only:
+                        continue
+                    run_id = new_run_id(now)
+                    attempt = self.store.claim(
+                        fire,
+                        run_id=run_id,
+                        owner=self.instance,
+                        now=now,
+                        max_concurrent=schedule.max_concurrent,
+                        log_path=str(self._log_path(run_id)),
+                    )
+                    if attempt is None:
+                        if schedule.catchup == "none" and fire["trigger"] == "cron" and fire["attempts"] == 0:
+                            reason = f"max-concurrent {schedule.max_concurrent} reached: a run was still in progress"
+                            if self.store.skip(schedule.id, fire["fire_time"], "cron", reason, now):
+                                report.skipped += 1
+                        break
+                    claimed.append((schedule, fire, run_id, attempt))
+        started: list[tuple[str, int | None]] = []
+        failed: list[tuple[str, Schedule, int, str]] = []
+        for schedule, fire, run_id, attempt in claimed:
+            handle = self._launch(schedule, fire, run_id, attempt, now)
+            if isinstance(handle, str):
+                failed.append((run_id, schedule, attempt, handle))
+            else:
+                started.append((run_id, handle.pid))
+                report.launched.append(run_id)
+        with self.store.batch():
+            for run_id, pid in started:
+                self.store.launched(run_id, pid)
+            for run_id, schedule, attempt, detail in failed:
+                self._finish(run_id, schedule, attempt, "failed", detail, now, report)
 
     def _coalesce(self, schedule: Schedule, fires: list[sqlite3.Row], now: float, report: TickReport) -> list[Any]:
         """With ``--catchup latest``, of several first-try cron fires waiting for a free slot only the newest stays."""
@@ -283,19 +327,11 @@ class Scheduler:
                 report.skipped += 1
         return [f for f in fires if f is newest or f not in waiting]
 
-    def _launch(self, schedule: Schedule, fire: sqlite3.Row, now: float, report: TickReport) -> bool:
-        run_id = new_run_id(now)
-        log_path = self.home / "schedules" / "logs" / f"{run_id}.log"
-        attempt = self.store.claim(
-            fire,
-            run_id=run_id,
-            owner=self.instance,
-            now=now,
-            max_concurrent=schedule.max_concurrent,
-            log_path=str(log_path),
-        )
-        if attempt is None:
-            return False
+    def _log_path(self, run_id: str) -> Path:
+        return self._logs / f"{run_id}.log"
+
+    def _launch(self, schedule: Schedule, fire: sqlite3.Row, run_id: str, attempt: int, now: float) -> Handle | str:
+        """Start one claimed attempt: its handle, or why it could not start."""
         request = LaunchRequest(
             run_id=run_id,
             schedule=schedule.name,
@@ -305,58 +341,60 @@ class Scheduler:
             scheduled_for=fire["fire_time"],
             attempt=attempt,
             home=self.home,
-            log_path=log_path,
+            log_path=self._log_path(run_id),
         )
         try:
             handle = self.launcher.launch(request)
         except OSError as exc:
-            self._finish(run_id, schedule, attempt, "failed", f"could not start: {exc}", now, report)
-            return True
-        self.store.launched(run_id, handle.pid)
+            return f"could not start: {exc}"
         deadline = now + schedule.timeout if schedule.timeout else None
-        self._watched[run_id] = _Watched(handle, schedule, now, deadline)
-        report.launched.append(run_id)
+        self._watched[run_id] = _Watched(handle, schedule, attempt, now, deadline)
         when = local(fire["fire_time"], schedule.timezone)
         log.info("%s: started run %s for %s (attempt %d)", schedule.name, run_id, when, attempt)
-        return True
+        return handle
 
     # -- watching runs --------------------------------------------------------------------------------------------
 
     def _watch(self, now: float, report: TickReport) -> None:
+        """Poll the runs this instance watches; record every ending of this tick in one transaction."""
         for handle, kill_at in list(self._dying):
             if handle.poll() is not None:
                 self._dying.remove((handle, kill_at))
             elif time.monotonic() >= kill_at:
                 handle.signal(signal.SIGKILL)
                 self._dying.remove((handle, kill_at))
+        ended: list[tuple[str, _Watched, str, str | None, int | None]] = []
         for run_id, w in list(self._watched.items()):
-            attempt = self._attempt_number(run_id)
             if w.handle is None:
                 run = self._run_row(run_id)
                 if run is not None and run["pid"]:
                     w.handle = AdoptedHandle(run["pid"])
                 elif now - w.started_at >= self.launch_grace:
-                    detail = "never started: its scheduler stopped before the run's process was recorded"
-                    self._finish(run_id, w.schedule, attempt, "failed", detail, now, report)
+                    never = "never started: its scheduler stopped before the run's process was recorded"
+                    ended.append((run_id, w, "failed", never, None))
                     continue
                 else:
                     continue
             code = w.handle.poll()
             if code is None:
                 if w.deadline is not None and now >= w.deadline:
-                    self._time_out(run_id, w, attempt, now, report)
+                    ended.append((run_id, w, "timed-out", self._time_out(run_id, w), None))
                 continue
             status, outcome = self._outcome(run_id, code)
-            self._finish(run_id, w.schedule, attempt, status, outcome, now, report, exit_code=code)
+            ended.append((run_id, w, status, outcome, code))
+        if ended:
+            with self.store.batch():
+                for run_id, w, status, detail, code in ended:
+                    self._finish(run_id, w.schedule, w.attempt, status, detail, now, report, exit_code=code)
 
-    def _time_out(self, run_id: str, w: _Watched, attempt: int, now: float, report: TickReport) -> None:
+    def _time_out(self, run_id: str, w: _Watched) -> str:
         assert w.schedule.timeout is not None and w.handle is not None
         detail = f"timed out after {w.schedule.timeout:g} s (--timeout)"
         # Record the ending first, so the run's own SIGTERM handler cannot turn it into "cancelled".
         self.store.runs.finish_run(run_id, "timed-out", status_detail=detail)
         w.handle.signal(signal.SIGTERM)
         self._dying.append((w.handle, time.monotonic() + self.kill_grace))
-        self._finish(run_id, w.schedule, attempt, "timed-out", detail, now, report)
+        return detail
 
     def _outcome(self, run_id: str, code: int) -> tuple[str, str | None]:
         """How an attempt ended: the tracked run's own record wins; the exit code speaks when there is none."""
@@ -406,15 +444,11 @@ class Scheduler:
             schedule = self.store.by_id(row["schedule_id"])
             handle = AdoptedHandle(row["pid"]) if row["pid"] else None
             deadline = row["started_at"] + schedule.timeout if schedule.timeout else None
-            self._watched[row["run_id"]] = _Watched(handle, schedule, row["started_at"], deadline)
+            self._watched[row["run_id"]] = _Watched(handle, schedule, row["attempt"], row["started_at"], deadline)
             report.adopted.append(row["run_id"])
             log.info("%s: adopted run %s from scheduler %s", schedule.name, row["run_id"], row["owner"])
         if report.adopted:
             self._watch(now, report)
-
-    def _attempt_number(self, run_id: str) -> int:
-        rows = self.store.runs.query("SELECT attempt FROM schedule_attempts WHERE run_id = ?", (run_id,))
-        return int(rows[0][0]) if rows else 1
 
     def _run_row(self, run_id: str) -> sqlite3.Row | None:
         rows = self.store.runs.query(

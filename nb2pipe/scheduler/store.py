@@ -12,11 +12,12 @@ Removing a schedule is a soft delete with an audit record: its fires and runs st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
@@ -70,7 +71,7 @@ class Schedule:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Schedule:
-        values = {f.name: row[f.name] for f in fields(cls)}
+        values = {name: row[name] for name in _SCHEDULE_FIELDS}
         values["parameters"] = json.loads(row["parameters"])
         return cls(**values)
 
@@ -79,11 +80,36 @@ class Schedule:
         return self.paused_at is not None
 
 
+_SCHEDULE_FIELDS: Final = tuple(f.name for f in fields(Schedule))
+
+
 class ScheduleStore:
     """Schedule tables on top of a :class:`~nb2pipe.runstore.RunStore` (which applies the migration)."""
 
     def __init__(self, runs: RunStore) -> None:
         self.runs = runs
+        self._batch: sqlite3.Connection | None = None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run the writes inside as one transaction (a tick touching hundreds of fires commits once)."""
+        if self._batch is not None:
+            yield
+            return
+        with self.runs.transaction() as db:
+            self._batch = db
+            try:
+                yield
+            finally:
+                self._batch = None
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self._batch is not None:
+            yield self._batch
+        else:
+            with self.runs.transaction() as db:
+                yield db
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None) -> ScheduleStore:
@@ -163,6 +189,14 @@ class ScheduleStore:
     def by_id(self, schedule_id: int) -> Schedule:
         return Schedule.from_row(self.runs.query("SELECT * FROM schedules WHERE id = ?", (schedule_id,))[0])
 
+    def by_ids(self, ids: Iterator[int] | list[int]) -> dict[int, Schedule]:
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        marks = ", ".join("?" * len(wanted))
+        rows = self.runs.query(f"SELECT * FROM schedules WHERE id IN ({marks})", wanted)  # noqa: S608 - marks only
+        return {r["id"]: Schedule.from_row(r) for r in rows}
+
     def all(self) -> list[Schedule]:
         rows = self.runs.query("SELECT * FROM schedules WHERE deleted_at IS NULL ORDER BY name")
         return [Schedule.from_row(r) for r in rows]
@@ -224,7 +258,7 @@ class ScheduleStore:
         Compare-and-set on the cursor: when two schedulers compute the same fires, one records them and the other's
         call returns False and changes nothing.
         """
-        with self.runs.transaction() as db:
+        with self._tx() as db:
             cur = db.execute(
                 "UPDATE schedules SET cursor = ?, next_fire = ? WHERE id = ? AND cursor = ? AND deleted_at IS NULL "
                 "AND paused_at IS NULL",
@@ -274,7 +308,7 @@ class ScheduleStore:
         return self.runs.query(f"SELECT * FROM schedule_attempts WHERE {where}", args)  # noqa: S608 - fixed text
 
     def skip(self, schedule_id: int, fire_time: float, trigger: str, reason: str, now: float) -> bool:
-        with self.runs.transaction() as db:
+        with self._tx() as db:
             cur = db.execute(
                 "UPDATE schedule_fires SET status = 'skipped', reason = ?, updated_at = ? "
                 "WHERE schedule_id = ? AND fire_time = ? AND trigger = ? AND status = 'pending'",
@@ -290,7 +324,7 @@ class ScheduleStore:
         The fire's move from pending to running, the concurrency check and the attempt row are one transaction.
         """
         key = (fire["schedule_id"], fire["fire_time"], fire["trigger"])
-        with self.runs.transaction() as db:
+        with self._tx() as db:
             live = db.execute(
                 "SELECT count(*) FROM schedule_attempts WHERE schedule_id = ? AND status IN ('starting', 'running')",
                 (fire["schedule_id"],),
@@ -315,7 +349,7 @@ class ScheduleStore:
         return attempt
 
     def launched(self, run_id: str, pid: int | None) -> None:
-        with self.runs.transaction() as db:
+        with self._tx() as db:
             db.execute(
                 "UPDATE schedule_attempts SET status = 'running', pid = ? WHERE run_id = ? AND status = 'starting'",
                 (pid, run_id),
@@ -336,7 +370,7 @@ class ScheduleStore:
 
         Only the attempt's current owner may do this, once (a scheduler that lost ownership changes nothing).
         """
-        with self.runs.transaction() as db:
+        with self._tx() as db:
             cur = db.execute(
                 "UPDATE schedule_attempts SET status = ?, detail = ?, exit_code = ?, ended_at = ? "
                 "WHERE run_id = ? AND owner = ? AND status IN ('starting', 'running')",
@@ -371,7 +405,7 @@ class ScheduleStore:
             )
 
     def scheduler_heartbeat(self, instance: str, now: float) -> None:
-        with self.runs.transaction() as db:
+        with self._tx() as db:
             db.execute("UPDATE schedulers SET heartbeat_at = ? WHERE id = ?", (now, instance))
 
     def scheduler_stopped(self, instance: str, now: float) -> None:
@@ -402,7 +436,7 @@ class ScheduleStore:
         return out
 
     def take_over(self, run_id: str, old_owner: str, instance: str) -> bool:
-        with self.runs.transaction() as db:
+        with self._tx() as db:
             cur = db.execute(
                 "UPDATE schedule_attempts SET owner = ? WHERE run_id = ? AND owner = ? "
                 "AND status IN ('starting', 'running')",
