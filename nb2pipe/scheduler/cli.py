@@ -286,7 +286,13 @@ def _fires_json(fires: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "reason": f["reason"],
             "attempts": f["attempts"],
             "runs": [
-                {"run_id": a["run_id"], "attempt": a["attempt"], "status": a["status"], "detail": a["detail"]}
+                {
+                    "run_id": a["run_id"],
+                    "attempt": a["attempt"],
+                    "status": a["status"],
+                    "detail": a["detail"],
+                    "log": a["log_path"],
+                }
                 for a in f["runs"]
             ],
         }
