@@ -151,8 +151,8 @@ class Scheduler:
         while not self._stop.is_set():
             try:
                 self.tick()
-            except sqlite3.Error as exc:  # a locked or briefly unavailable store: try again next tick
-                log.warning("tick failed: %s", exc)
+            except Exception:  # a locked or full store, a bug: say so, keep the schedules going next tick
+                log.exception("tick failed; trying again in %g s", self.interval)
             self._stop.wait(self.interval)
         log.info("scheduler %s stopped", self.instance)
 

@@ -381,7 +381,8 @@ class ScheduleStore:
             a = db.execute(
                 "SELECT schedule_id, fire_time, trigger FROM schedule_attempts WHERE run_id = ?", (run_id,)
             ).fetchone()
-            if retry_at is None:
+            removed = db.execute("SELECT deleted_at IS NOT NULL FROM schedules WHERE id = ?", (a[0],)).fetchone()[0]
+            if retry_at is None or removed:  # a removed schedule is not retried
                 db.execute(
                     "UPDATE schedule_fires SET status = ?, reason = ?, updated_at = ? "
                     "WHERE schedule_id = ? AND fire_time = ? AND trigger = ? AND status = 'running'",

@@ -307,3 +307,18 @@ def test_deciding_and_claiming_a_fire_are_database_decisions(home: Path, clock: 
     assert not store.finish_attempt("a", "failed", None, owner="A", now=t + 3)
     store.close()
     assert [(f["status"], f["attempts"]) for f in fires(home)] == [("succeeded", 1)]
+
+
+def test_a_run_of_a_removed_schedule_finishes_and_is_not_retried(home: Path, ledger: Path, clock: FakeClock) -> None:
+    add_schedule(home, "s", "0 * * * *", now=clock.now(), retries=2, parameters={"modes": "fail"})
+    scheduler = Scheduler(home, launcher=tracked_launcher(ledger), clock=clock)
+    clock.t = utc(2026, 1, 5, 1, 0, 1)
+    assert len(scheduler.tick().launched) == 1
+    store = ScheduleStore.open(home)
+    store.remove("s", clock.now())
+    store.close()
+    scheduler.drain(timeout=60)
+    settle(scheduler)
+    fire = fires(home)[0]
+    assert (fire["status"], fire["attempts"]) == ("failed", 1)
+    assert len(read_ledger(ledger)) == 1
