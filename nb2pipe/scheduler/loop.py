@@ -164,6 +164,11 @@ class Scheduler:
         self.store.close()
 
     @property
+    def running(self) -> bool:
+        """True while the thread started by :meth:`start` is ticking."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def watching(self) -> list[str]:
         """Run ids this instance is watching."""
         return list(self._watched)

@@ -157,3 +157,22 @@ def test_nb2pipe_scheduler_logs_to_stderr_and_stops_cleanly_on_signals(home: Pat
     assert f"received {sig.name}, stopping" in rest and "stopped" in rest
     with RunStore(home) as store:
         assert store.query("SELECT stopped_at IS NOT NULL FROM schedulers")[0][0] == 1
+
+
+def test_a_host_can_run_the_loop_in_a_thread_and_stop_it(home: Path, ledger: Path) -> None:
+    """What the Jupyter server extension will do: start(), let it fire in real time, stop()."""
+    add_schedule(home, "t", "* * * * * *", now=time.time(), parameters={"modes": "ok"})
+    scheduler = Scheduler(home, launcher=tracked_launcher(ledger), interval=0.05)
+    scheduler.start()
+    assert scheduler.running
+    try:
+        wait_for(lambda: len(read_ledger(ledger)) >= 2, timeout=60)
+    finally:
+        scheduler.stop(timeout=30)
+    assert not scheduler.running
+    scheduler.drain(timeout=60)
+    scheduler.close()
+    with RunStore(home) as store:
+        statuses = {r[0] for r in store.query("SELECT status FROM runs")}
+        assert statuses == {"succeeded"}
+        assert store.query("SELECT stopped_at IS NOT NULL FROM schedulers")[0][0] == 1
