@@ -447,6 +447,15 @@ class ScheduleStore:
 
     # -- history --------------------------------------------------------------------------------------------------
 
+    def link(self, run_id: str) -> dict[str, Any] | None:
+        """The schedule, fire time and attempt a tracked run belongs to (for ``job show``), or None."""
+        rows = self.runs.query(
+            "SELECT s.name AS schedule, a.fire_time, a.trigger, a.attempt FROM schedule_attempts a "
+            "JOIN schedules s ON s.id = a.schedule_id WHERE a.run_id = ?",
+            (run_id,),
+        )
+        return dict(rows[0]) if rows else None
+
     def history(self, schedule_id: int, limit: int | None = None) -> list[dict[str, Any]]:
         """Fires newest first, each with its attempts (run id, status, detail) and the tracked run's status."""
         fires = self.runs.query(

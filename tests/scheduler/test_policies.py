@@ -154,6 +154,15 @@ def test_failed_runs_are_retried_after_the_delay_each_as_a_new_tracked_run(
     assert [r["status"] for r in runs(home)] == ["failed", "failed", "succeeded"]
     assert [r["id"] for r in runs(home)] == [a["run_id"] for a in fire["runs"]]
     assert {line[1] for line in read_ledger(ledger)} == {"2026-01-05T01:00:00Z"}
+    store = ScheduleStore.open(home)
+    assert store.link(fire["runs"][1]["run_id"]) == {
+        "schedule": "s",
+        "fire_time": utc(2026, 1, 5, 1),
+        "trigger": "cron",
+        "attempt": 2,
+    }
+    assert store.link("not-a-scheduled-run") is None
+    store.close()
 
 
 def test_retries_run_out(home: Path, ledger: Path, clock: FakeClock) -> None:
