@@ -21,6 +21,7 @@ Handler = Callable[[argparse.Namespace], int]
 COMMAND_MODULES: tuple[str, ...] = (
     "nb2pipe.script_command",
     "nb2pipe.jobs.cli",
+    "nb2pipe.scheduler.cli",
 )
 
 EXAMPLES = """\
