@@ -212,12 +212,34 @@ CREATE TABLE schedulers (
 );
 """
 
+# A run started by the scheduler names its schedule and fire time (ISO-8601 UTC), so the history of a run answers
+# "which schedule started this?" without a join through the scheduler's own tables.
+_SCHEDULE_LINK = """
+ALTER TABLE runs ADD COLUMN schedule TEXT;
+ALTER TABLE runs ADD COLUMN scheduled_for TEXT;
+"""
+
 # Append only. Each entry: (unique name, SQL script). Never edit a migration that has shipped.
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", _INITIAL),
     ("0002_jobs_kernel_and_indexes", _JOBS),
     ("0003_schedules", _SCHEDULES),
+    ("0004_run_schedule_link", _SCHEDULE_LINK),
 ]
+
+
+def scheduled_run() -> tuple[str, dict[str, str]] | None:
+    """The run id and schedule fields a scheduler passed to a run command, or ``None`` outside a scheduled run.
+
+    The scheduler allocates the run id (so it can record the fire before the run starts) and passes it with the
+    schedule's name and fire time in ``NB2PIPE_RUN_ID``, ``NB2PIPE_SCHEDULE`` and ``NB2PIPE_SCHEDULED_FOR``. Both the
+    id and the schedule must be present: a run id alone is what a job's kernel sees, and a command run from inside
+    a job's notebook must not adopt its parent's id.
+    """
+    run_id, schedule = os.environ.get("NB2PIPE_RUN_ID"), os.environ.get("NB2PIPE_SCHEDULE")
+    if not run_id or not schedule:
+        return None
+    return run_id, {"schedule": schedule, "scheduled_for": os.environ.get("NB2PIPE_SCHEDULED_FOR", "")}
 
 
 def store_home(home: str | os.PathLike[str] | None = None) -> Path:

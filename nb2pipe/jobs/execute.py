@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import Nb2PipeError
-from ..runstore import ACTIVE_STATUSES, RunStore, StoreError, new_run_id, to_json
+from ..runstore import ACTIVE_STATUSES, RunStore, StoreError, new_run_id, scheduled_run, to_json
 from .engine import Ending, RunControl
 from .record import OUTPUT_ENV, RUN_ENV, metrics_from_notebook
 
@@ -299,8 +299,15 @@ def run(
     store = RunStore(home)
     try:
         reap(store)
+        scheduled = scheduled_run()
+        if (
+            queued_run is None
+            and scheduled is not None
+            and store.query("SELECT 1 FROM runs WHERE id = ?", (scheduled[0],))
+        ):
+            queued_run = scheduled[0]  # the scheduler recorded it as queued
         queued = _queued(store, queued_run) if queued_run is not None else None
-        run_id = queued_run or new_run_id()
+        run_id = queued_run or (scheduled[0] if scheduled else new_run_id())
         run_dir = Path(runs_dir) if runs_dir is not None else store.home / "runs"
         run_dir = (run_dir / run_id).absolute()
         outputs = Path(output_dir).absolute() if output_dir is not None else run_dir / "outputs"
@@ -331,6 +338,7 @@ def run(
                 "worker": worker,
                 "rerun_of": rerun_of,
                 "output_dir": str(outputs),
+                **(scheduled[1] if scheduled else {}),
             }
             if queued is None:
                 store.create_run(
