@@ -17,8 +17,6 @@ from __future__ import annotations
 import ast
 import builtins
 import keyword
-import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -398,11 +396,7 @@ def export_script(
         if target.is_dir():
             raise OutputError(f"{target} is a directory; give the script's file name, e.g. {target}/pipeline.py")
         try:
-            # write_atomic's temporary file is private (0600); a script is for sharing. Keep the mode of the file
-            # it replaces (an executable stays executable), else the usual 0644.
-            mode = stat.S_IMODE(target.stat().st_mode) if target.is_file() else 0o644
-            write_atomic(target, code.encode())
-            os.chmod(target, mode)
+            write_atomic(target, code.encode())  # keeps a replaced file's mode (an executable stays executable)
         except OSError as exc:
             raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     return code
