@@ -45,29 +45,80 @@ def child_fields(cls: type) -> tuple[str, ...]:
     return fields
 
 
-#: (visitor type, node type) -> the node's child fields, each with the visitor's hooks for it.
-_PLANS: dict[tuple[type, type], tuple[tuple[str, Any, Any], ...]] = {}
+#: A field of a node type with the visitor's hooks for it: (name, enter hook, leave hook).
+_Field = tuple[str, Any, Any]
+#: (visitor type, node type) -> (visit hook, leave hook, the node's child fields with their hooks).
+_PLANS: dict[tuple[type, type], tuple[Any, Any, tuple[_Field, ...]]] = {}
 #: Value type -> 1 for a node, 2 for a sequence, 0 for anything else (strings, None, sentinels).
 _KINDS: dict[type, int] = {}
-#: Hook marker: the visitor overrides ``on_visit_attribute``/``on_leave_attribute``, call those.
+#: Hook marker: the visitor overrides the generic method (``on_visit``, ``on_visit_attribute``...); call it.
 _GENERIC = object()
+_BASE = cst.CSTVisitor
 
 
-def _plan(vcls: type, ncls: type) -> tuple[tuple[str, Any, Any], ...]:
-    generic = (
-        vcls.on_visit_attribute is not cst.CSTVisitor.on_visit_attribute  # type: ignore[attr-defined]
-        or vcls.on_leave_attribute is not cst.CSTVisitor.on_leave_attribute  # type: ignore[attr-defined]
-    )
-    plan = tuple(
-        (name, _GENERIC, _GENERIC)
-        if generic
-        else (
+def _hook(vcls: type, generic: str, specific: str) -> Any:
+    """The visitor's hook: _GENERIC when it overrides the generic method, else its specific method or None."""
+    if getattr(vcls, generic) is not getattr(_BASE, generic):
+        return _GENERIC
+    hook = getattr(vcls, specific, None)
+    # CSTVisitor defines an empty visit_/leave_ method for every node type and field: calling those does nothing.
+    return None if hook is getattr(_BASE, specific, None) else hook
+
+
+_BRACKETS = frozenset(
+    "LeftParen RightParen LeftSquareBracket RightSquareBracket LeftCurlyBrace RightCurlyBrace".split()
+)
+#: Visitor type -> whether it has no hook at all for trivia (whitespace, comments, operators, brackets).
+_BLIND: dict[type, bool] = {}
+#: Marker plan: skip the node and its subtree.
+_SKIP = (None, None, ())
+
+
+def is_trivia(ncls: type) -> bool:
+    """Whitespace, comments, newlines, operator tokens and brackets: nodes with nothing but trivia below them."""
+    return ncls.__module__ in ("libcst._nodes.whitespace", "libcst._nodes.op") or ncls.__name__ in _BRACKETS
+
+
+def _blind_to_trivia(vcls: type) -> bool:
+    blind = _BLIND.get(vcls)
+    if blind is None:
+        generic = ("on_visit", "on_leave", "on_visit_attribute", "on_leave_attribute")
+        trivia = {c.__name__ for c in _all_subclasses(cst.CSTNode) if is_trivia(c)}
+        hooks = tuple(f"{kind}_{t}" for t in sorted(trivia) for kind in ("visit", "leave"))
+        blind = all(getattr(vcls, g) is getattr(_BASE, g) for g in generic) and not any(
+            (name == h or name.startswith(h + "_")) and getattr(vcls, name) is not getattr(_BASE, name, None)
+            for name in dir(vcls)
+            for h in hooks
+        )
+        _BLIND[vcls] = blind
+    return blind
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    out: list[type] = []
+    sub: type
+    for sub in cls.__subclasses__():
+        out += [sub, *_all_subclasses(sub)]
+    return out
+
+
+def _plan(vcls: type, ncls: type) -> tuple[Any, Any, tuple[_Field, ...]]:
+    # Hooks are looked up on the visitor's class once per node type (libcst looks them up on the instance at
+    # every node: the same methods, unless an instance carries its own).
+    if is_trivia(ncls) and _blind_to_trivia(vcls):
+        # A visitor with no hook for any trivia would see no call at all in this subtree: skip it whole.
+        _PLANS[vcls, ncls] = _SKIP
+        return _SKIP
+    t = ncls.__name__
+    fields = tuple(
+        (
             name,
-            getattr(vcls, f"visit_{ncls.__name__}_{name}", None),
-            getattr(vcls, f"leave_{ncls.__name__}_{name}", None),
+            _hook(vcls, "on_visit_attribute", f"visit_{t}_{name}"),
+            _hook(vcls, "on_leave_attribute", f"leave_{t}_{name}"),
         )
         for name in child_fields(ncls)
     )
+    plan = (_hook(vcls, "on_visit", f"visit_{t}"), _hook(vcls, "on_leave", f"leave_{t}"), fields)
     _PLANS[vcls, ncls] = plan
     return plan
 
@@ -81,14 +132,23 @@ def _kind(t: type) -> int:
 def walk(node: cst.CSTNode, visitor: cst.CSTVisitor, parents: dict[int, cst.CSTNode] | None = None) -> None:
     """Visit ``node`` and its descendants with a read-only visitor, as ``node.visit(visitor)`` would.
 
-    With ``parents``, also record the parent of every node visited below ``node``, keyed by ``id(child)``.
+    With ``parents``, also record the parent of every node visited below ``node``, keyed by ``id(child)`` (except
+    trivia skipped for a visitor that has no hook for them, see :func:`is_trivia`).
     """
-    if visitor.on_visit(node):
-        vcls, ncls = type(visitor), type(node)
-        plan = _PLANS.get((vcls, ncls))
-        if plan is None:
-            plan = _plan(vcls, ncls)
-        for name, enter, leave in plan:
+    plan = _PLANS.get((type(visitor), type(node)))
+    if plan is None:
+        plan = _plan(type(visitor), type(node))
+    if plan is _SKIP:
+        return
+    visit, leave_node, fields = plan
+    if visit is None:
+        go = True
+    elif visit is _GENERIC:
+        go = visitor.on_visit(node)
+    else:
+        go = visit(visitor, node) is not False
+    if go:
+        for name, enter, leave in fields:
             value = getattr(node, name)
             if enter is not None:
                 if enter is _GENERIC:
@@ -113,7 +173,11 @@ def walk(node: cst.CSTNode, visitor: cst.CSTVisitor, parents: dict[int, cst.CSTN
                     visitor.on_leave_attribute(node, name)
                 else:
                     leave(visitor, node)
-    visitor.on_leave(node)
+    if leave_node is not None:
+        if leave_node is _GENERIC:
+            visitor.on_leave(node)
+        else:
+            leave_node(visitor, node)
 
 
 def _visit(self: cst.CSTNode, visitor: Any) -> Any:

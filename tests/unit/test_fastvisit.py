@@ -116,6 +116,16 @@ class _Hooks(cst.CSTVisitor):
         self.calls.append(node.value)
 
 
+class _Commas(_Hooks):
+    """A visitor with a hook for trivia, which must not be skipped for it."""
+
+    def visit_Comma(self, node: cst.Comma) -> None:
+        self.calls.append(",")
+
+    def leave_SimpleWhitespace(self, original_node: cst.SimpleWhitespace) -> None:
+        self.calls.append(repr(original_node.value))
+
+
 def _sources() -> list[str]:
     out = [SYNTAX]
     for nb in sorted((ROOT / "example_notebooks").glob("*.ipynb")):
@@ -130,7 +140,7 @@ def _sources() -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("visitor_type", [_Recorder, _Hooks])
+@pytest.mark.parametrize("visitor_type", [_Recorder, _Hooks, _Commas])
 def test_walk_makes_the_same_calls_as_libcst(visitor_type: type[_Recorder] | type[_Hooks]) -> None:
     for source in _sources():
         module = cst.parse_module(source)
