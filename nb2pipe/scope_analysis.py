@@ -2,9 +2,10 @@
 
 The notebook is one Python module executed top to bottom, so we analyse it as one: every code cell that takes
 part in the pipeline is parsed (see :mod:`nb2pipe.magics`), the statements are concatenated into a single
-``libcst.Module``, and libcst's :class:`~libcst.metadata.ScopeProvider` and
-``Scope.get_qualified_names_for`` tell, for every name, where it is bound and read and which
-library object it denotes, across cells. Nothing is executed.
+``libcst.Module``, and libcst's scope analysis (what :class:`~libcst.metadata.ScopeProvider` computes, run
+through :mod:`nb2pipe.fastvisit` so the tree is not copied at every walk) and ``Scope.get_qualified_names_for``
+tell, for every name, where it is bound and read and which library object it denotes, across cells. Nothing is
+executed.
 
 The result is a list of :class:`Unit` (one top-level statement each) with the global names it binds, reads and
 mutates, the process-wide state it touches and the files it names. :mod:`nb2pipe.dataflow` turns those into stages.
