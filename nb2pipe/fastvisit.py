@@ -72,6 +72,8 @@ _BRACKETS = frozenset(
 _BLIND: dict[type, bool] = {}
 #: Marker plan: skip the node and its subtree.
 _SKIP = (None, None, ())
+#: Marker plan: call only the visitor's ``on_leave`` for the node, skip its subtree (see ``trivia_roots_only``).
+_ROOT_ONLY = (None, _GENERIC, ())
 
 
 def is_trivia(ncls: type) -> bool:
@@ -109,6 +111,9 @@ def _plan(vcls: type, ncls: type) -> tuple[Any, Any, tuple[_Field, ...]]:
         # A visitor with no hook for any trivia would see no call at all in this subtree: skip it whole.
         _PLANS[vcls, ncls] = _SKIP
         return _SKIP
+    if is_trivia(ncls) and getattr(vcls, "trivia_roots_only", False):
+        _PLANS[vcls, ncls] = _ROOT_ONLY
+        return _ROOT_ONLY
     t = ncls.__name__
     fields = tuple(
         (
@@ -139,6 +144,9 @@ def walk(node: cst.CSTNode, visitor: cst.CSTVisitor, parents: dict[int, cst.CSTN
     if plan is None:
         plan = _plan(type(visitor), type(node))
     if plan is _SKIP:
+        return
+    if plan is _ROOT_ONLY:
+        visitor.on_leave(node)
         return
     visit, leave_node, fields = plan
     if visit is None:
@@ -226,6 +234,18 @@ class _Metadata:
         return self.depends_on.get(id(node), default)
 
 
+class _ScopeVisitor(ScopeVisitor):
+    """libcst's ScopeVisitor, told to record the scope of a trivia subtree's root only.
+
+    Its only work on whitespace, comments, operator tokens and brackets is ``on_leave`` recording the current
+    scope for each node; every node of such a subtree gets the same scope, recorded one after another, so the root
+    alone keeps the order in which scopes first appear (which the analysis relies on).
+    """
+
+    #: For :func:`walk`: call only ``on_leave`` for the root of a trivia subtree.
+    trivia_roots_only = True
+
+
 @dataclass(frozen=True)
 class Scopes:
     """The scope of every node, by ``id(node)``, and the nodes themselves (which keeps those ids valid)."""
@@ -240,13 +260,14 @@ def resolve_scopes(module: cst.Module) -> Scopes:
     The wrapper drives libcst's providers from an extra batched walk of the whole tree per dependency level, walks
     that do nothing past the module node; here the providers' own visitors run directly, under
     :func:`fast_visits`. The module is analysed as is (no defensive copy); keys are node ids (a libcst node hashes
-    in Python, an id does not), valid while the module is alive.
+    in Python, an id does not), valid while the module is alive. Inside whitespace, comments, operator tokens and
+    brackets only the outermost node has an entry (with the same scope, in the same order).
     """
     with fast_visits():
         contexts = _Metadata()
         module.visit(ExpressionContextVisitor(contexts, ExpressionContext.LOAD))  # type: ignore[arg-type]
         scopes = _Metadata(contexts.values)
-        visitor = ScopeVisitor(scopes)  # type: ignore[arg-type]
+        visitor = _ScopeVisitor(scopes)  # type: ignore[arg-type]
         module.visit(visitor)
         visitor.infer_accesses()
     return Scopes(scopes.values, scopes.nodes)

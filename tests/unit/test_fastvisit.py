@@ -9,7 +9,7 @@ import libcst as cst
 import pytest
 from libcst.metadata import MetadataWrapper, ScopeProvider
 
-from nb2pipe.fastvisit import fast_visits, resolve_scopes, walk
+from nb2pipe.fastvisit import fast_visits, is_trivia, resolve_scopes, walk
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -179,23 +179,54 @@ def test_resolve_scopes_matches_the_metadata_wrapper() -> None:
     for source in _sources():
         module = cst.parse_module(source)
         resolved = resolve_scopes(module)
-        ours = resolved.by_id
-        theirs = MetadataWrapper(module, unsafe_skip_copy=True).resolve(ScopeProvider)
-        # Nodes of the tree are the same objects; those of string annotations come from a parse of each run's own.
-        parents: dict[int, cst.CSTNode] = {}
-        walk(module, cst.CSTVisitor(), parents)
-        in_tree = {id(module), *parents}
         node_of = {id(node): node for node in resolved.nodes}
-        assert [k if k in in_tree else type(node_of[k]).__name__ for k in ours] == [
-            id(n) if id(n) in in_tree else type(n).__name__ for n in theirs
-        ]
+        ours = [(node_of[k], scope) for k, scope in resolved.by_id.items()]
+        theirs = list(MetadataWrapper(module, unsafe_skip_copy=True).resolve(ScopeProvider).items())
+
+        # Nodes of the tree are the same objects; those of string annotations come from a parse of each run's own.
+        # Below the root of a trivia subtree (whitespace, operators...) we record nothing: compare the rest.
+        def key(node: cst.CSTNode, module: cst.Module = module) -> object:
+            return id(node) if node is module or _in(module, node) else type(node).__name__
+
+        a = [(n, scope) for n, scope in theirs if not is_trivia(type(n))]
+        b = [(n, scope) for n, scope in ours if not is_trivia(type(n))]
+        assert [key(n) for n, _ in b] == [key(n) for n, _ in a]
         scope_ids: dict[int, int] = {}  # the two runs build their own Scope objects: compare their shapes
-        for (node, their_scope), our_scope in zip(theirs.items(), ours.values(), strict=True):
+        for (node, their_scope), (_, our_scope) in zip(a, b, strict=True):
             assert type(our_scope) is type(their_scope)
             if their_scope is not None and our_scope is not None:
                 assert scope_ids.setdefault(id(their_scope), id(our_scope)) == id(our_scope)
-                assert sorted(a.name for a in our_scope.assignments) == sorted(a.name for a in their_scope.assignments)
+                assert sorted(x.name for x in our_scope.assignments) == sorted(x.name for x in their_scope.assignments)
                 if isinstance(node, cst.Name):
                     ours_q = sorted(str(q.name) for q in our_scope.get_qualified_names_for(node))
                     theirs_q = sorted(str(q.name) for q in their_scope.get_qualified_names_for(node))
                     assert ours_q == theirs_q
+        # The order in which scopes first appear, trivia included, is the same (the analysis iterates in it).
+        assert [scope_ids[i] for i in _first_seen(theirs)] == _first_seen(ours)
+
+
+_TREE: dict[int, set[int]] = {}
+
+
+def _in(module: cst.Module, node: cst.CSTNode) -> bool:
+    if id(module) not in _TREE:
+        parents: dict[int, cst.CSTNode] = {}
+        walk(module, _All(), parents)
+        _TREE.clear()
+        _TREE[id(module)] = set(parents)
+    return id(node) in _TREE[id(module)]
+
+
+class _All(cst.CSTVisitor):
+    """Sees every node (a generic ``on_visit`` makes the walk include trivia)."""
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return True
+
+
+def _first_seen(items: list[tuple[cst.CSTNode, object]]) -> list[int]:
+    seen: list[int] = []
+    for _, scope in items:
+        if scope is not None and id(scope) not in seen:
+            seen.append(id(scope))
+    return seen
