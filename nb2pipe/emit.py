@@ -7,6 +7,7 @@ Everything here is a pure function of the :class:`~nb2pipe.dataflow.Flow`: same 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -78,6 +79,14 @@ class _GlobalToNonlocal(cst.CSTTransformer):
         return cst.Nonlocal(names=updated.names)
 
 
+def _globals_to_nonlocals(stmt: Stmt, local: set[str], unit: Unit, path: str) -> Stmt:
+    if "global" not in unit.cell.cell.source:  # no `global` statement to rewrite: skip rebuilding the tree
+        return stmt
+    new = stmt.visit(_GlobalToNonlocal(local, unit, path))
+    assert isinstance(new, Stmt)
+    return new
+
+
 def _is_global_stmt(stmt: Stmt) -> bool:
     return isinstance(stmt, cst.SimpleStatementLine) and all(isinstance(s, cst.Global) for s in stmt.body)
 
@@ -89,8 +98,7 @@ def _comment(text: str) -> cst.EmptyLine:
 def _body_statements(stage: StageFlow, local: set[str], path: str, defined_in: dict[int, str]) -> list[Stmt]:
     out: list[Stmt] = []
     for unit in stage.copies:
-        stmt = unit.stmt.visit(_GlobalToNonlocal(local, unit, path))
-        assert isinstance(stmt, Stmt)
+        stmt = _globals_to_nonlocals(unit.stmt, local, unit, path)
         label = f"definition from stage {defined_in.get(unit.pos, '?')!r} ({_cell_label(unit)}), used here"
         out.append(stmt.with_changes(leading_lines=[_comment(label)]))
     current = None
@@ -100,9 +108,7 @@ def _body_statements(stage: StageFlow, local: set[str], path: str, defined_in: d
             continue
         stmt = unit.stmt
         if unit.kind == "def":
-            new = stmt.visit(_GlobalToNonlocal(local, unit, path))
-            assert isinstance(new, Stmt)
-            stmt = new
+            stmt = _globals_to_nonlocals(stmt, local, unit, path)
         lead = list(stmt.leading_lines)
         if unit.cell is not current:
             if current is not None:
@@ -134,9 +140,15 @@ def docstring(lines: list[str], indent: str = "") -> cst.SimpleStatementLine:
     return cst.SimpleStatementLine([cst.Expr(cst.SimpleString(f'"""{text}{end}"""'))])
 
 
+@functools.lru_cache(maxsize=4096)
+def _statement(code: str) -> Stmt:
+    """One parsed line of generated code; nodes are immutable, so stages importing the same thing share it."""
+    return cst.parse_statement(code + "\n")
+
+
 def import_lines(codes: list[str]) -> list[Stmt]:
     """One statement per import line, in the order given."""
-    return [cst.parse_statement(code + "\n") for code in codes]
+    return [_statement(code) for code in codes]
 
 
 def stage_doc(stage: StageFlow) -> list[str]:
@@ -319,14 +331,19 @@ def render(flow: Flow, name: str, notebook: str, path: str) -> Rendered:
     files: dict[str, str] = {}
     versions: dict[str, str] = {}
     shared_code = render_shared(flow, notebook)
-    shared_defs = {n: cst.Module([u.stmt]).code for u in flow.shared for n in u.binds}
+    definer = {n: u for u in flow.shared for n in u.binds}  # the last binding wins, as it does at run time
+    shared_defs: dict[str, str] = {}  # name -> code of its definition, generated only for names stages import
     if flow.shared:
         files["shared.py"] = shared_code
         versions["shared"] = _version(shared_code)
     for stage in flow.stages:
         code = render_stage(stage, flow, notebook, path)
         files[f"stages/{stage.name}.py"] = code
-        deps = [shared_defs.get(n, "") for n in sorted(stage.shared_names)]
+        deps = []
+        for n in sorted(stage.shared_names):
+            if n not in shared_defs:
+                shared_defs[n] = cst.Module([definer[n].stmt]).code if n in definer else ""
+            deps.append(shared_defs[n])
         versions[stage.name] = _version(code, *deps)
     files["stages/__init__.py"] = f'"""Stage modules of pipeline `{name}`, one per stage."""\n'
     files["pipeline.py"] = render_pipeline(flow, name, notebook)

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
-import libcst.matchers as m
 
 from .errors import CellSyntaxError, MagicError
 from .notebook import Cell
@@ -138,13 +137,17 @@ def _str_arg(call: cst.Call, index: int) -> str | None:
     return None
 
 
-_IPY_CALL = m.Call(func=m.Attribute(value=m.Call(func=m.Name("get_ipython")), attr=m.Name()))
-
-
 def _ipython_method(node: cst.BaseExpression) -> tuple[str, cst.Call] | None:
-    if m.matches(node, _IPY_CALL):
-        assert isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute)
-        return node.func.attr.value, node
+    """``(method, call)`` for ``get_ipython().method(...)`` (isinstance checks: libcst.matchers is slow to import)."""
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+        receiver = node.func.value
+        if (
+            isinstance(receiver, cst.Call)
+            and isinstance(receiver.func, cst.Name)
+            and receiver.func.value == "get_ipython"
+            and isinstance(node.func.attr, cst.Name)
+        ):
+            return node.func.attr.value, node
     return None
 
 

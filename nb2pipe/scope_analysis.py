@@ -2,9 +2,10 @@
 
 The notebook is one Python module executed top to bottom, so we analyse it as one: every code cell that takes
 part in the pipeline is parsed (see :mod:`nb2pipe.magics`), the statements are concatenated into a single
-``libcst.Module``, and libcst's :class:`~libcst.metadata.ScopeProvider` and
-``Scope.get_qualified_names_for`` tell, for every name, where it is bound and read and which
-library object it denotes, across cells. Nothing is executed.
+``libcst.Module``, and libcst's scope analysis (what :class:`~libcst.metadata.ScopeProvider` computes, run
+through :mod:`nb2pipe.fastvisit` so the tree is not copied at every walk) and ``Scope.get_qualified_names_for``
+tell, for every name, where it is bound and read and which library object it denotes, across cells. Nothing is
+executed.
 
 The result is a list of :class:`Unit` (one top-level statement each) with the global names it binds, reads and
 mutates, the process-wide state it touches and the files it names. :mod:`nb2pipe.dataflow` turns those into stages.
@@ -23,15 +24,14 @@ from libcst.metadata import (
     ClassScope,
     ComprehensionScope,
     GlobalScope,
-    MetadataWrapper,
     QualifiedNameSource,
     Scope,
-    ScopeProvider,
 )
 
 from . import effects
 from .effects import StateEffect
 from .errors import UnsupportedCodeError
+from .fastvisit import resolve_scopes, walk
 from .magics import ParsedCell, Stmt
 
 _COMPOUND = (cst.If, cst.For, cst.While, cst.Try, cst.TryStar, cst.Match, cst.Else, cst.ExceptHandler)
@@ -149,14 +149,11 @@ def _literal_str(node: cst.BaseExpression) -> str | None:
 class _Facts(cst.CSTVisitor):
     """Collect mutations, state effects and file accesses of the whole module, keyed by the Name they concern."""
 
-    METADATA_DEPENDENCIES = (ScopeProvider,)
-
-    def __init__(self, extra_state: dict[str, StateEffect]) -> None:
+    def __init__(self, scopes: Mapping[int, Scope | None], extra_state: dict[str, StateEffect]) -> None:
         super().__init__()
+        #: Scope of every node, by ``id(node)``.
+        self.scopes = scopes
         self.extra_state = extra_state
-        #: Parent of every node, built in this same pass (cheaper than libcst's ParentNodeProvider).
-        self.parents: dict[cst.CSTNode, cst.CSTNode] = {}
-        self._stack: list[cst.CSTNode] = []
         #: (Name node, why) for possibly mutated names.
         self.mutated: list[cst.Name] = []
         #: (node, effect) for state effects; node locates the statement.
@@ -164,19 +161,9 @@ class _Facts(cst.CSTVisitor):
         self.files: list[tuple[cst.CSTNode, str, str]] = []
         self.awaits: list[cst.CSTNode] = []
 
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if self._stack:
-            self.parents[node] = self._stack[-1]
-        self._stack.append(node)
-        return super().on_visit(node)
-
-    def on_leave(self, original_node: cst.CSTNode) -> None:
-        super().on_leave(original_node)
-        self._stack.pop()
-
     def _qualname(self, node: cst.CSTNode) -> str | None:
         # Asked only for calls and mutated objects: resolving qualified names for the whole tree costs more.
-        scope = self.get_metadata(ScopeProvider, node, None)
+        scope = self.scopes.get(id(node))
         if scope is None or not isinstance(node, cst.Name | cst.Attribute):
             return None
         names = scope.get_qualified_names_for(node)
@@ -281,7 +268,7 @@ def _is_false(expr: cst.BaseExpression) -> bool:
     return isinstance(expr, cst.Name) and expr.value in ("False", "None")
 
 
-def _scopes(scopes: Mapping[cst.CSTNode, Scope | None]) -> Iterator[Scope]:
+def _scopes(scopes: Mapping[int, Scope | None]) -> Iterator[Scope]:
     seen: set[int] = set()
     for scope in scopes.values():
         if scope is not None and id(scope) not in seen:
@@ -308,11 +295,13 @@ class ModuleAnalysis:
         self.cells = list(cells)
         owners: list[tuple[ParsedCell, Stmt]] = [(pc, s) for pc in self.cells for s in pc.module.body]
         self.module = cst.Module(body=[s for _, s in owners])
-        self.wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
-        self.scopes = self.wrapper.resolve(ScopeProvider)
-        self.facts = _Facts(extra_state or {})
-        self.wrapper.visit(self.facts)
-        self.parents = self.facts.parents
+        #: Keeps alive the nodes whose ids key ``scopes`` (some belong to modules libcst parsed from strings).
+        self.resolved = resolve_scopes(self.module)
+        self.scopes = self.resolved.by_id
+        self.facts = _Facts(self.scopes, extra_state or {})
+        #: Parent of every node by ``id(node)``, recorded by the facts walk (cheaper than libcst's ParentNodeProvider).
+        self.parents: dict[int, cst.CSTNode] = {}
+        walk(self.module, self.facts, self.parents)
         self.units = [Unit(pos, pc, s) for pos, (pc, s) in enumerate(owners)]
         self._index = {id(s): i for i, (_, s) in enumerate(owners)}
 
@@ -321,7 +310,7 @@ class ModuleAnalysis:
         """Top-level statement index of ``node`` and the chain of ancestors from the node up to that statement."""
         chain = [node]
         while id(chain[-1]) not in self._index:
-            chain.append(self.parents[chain[-1]])
+            chain.append(self.parents[id(chain[-1])])
         return self._index[id(chain[-1])], chain
 
     @staticmethod
@@ -406,7 +395,7 @@ class ModuleAnalysis:
         # PEP 572: a walrus target inside a comprehension binds in the enclosing non-comprehension scope.
         if not isinstance(node, cst.NamedExpr | cst.Name):
             return False
-        parent = self.parents.get(node)
+        parent = self.parents.get(id(node))
         is_walrus = isinstance(node, cst.NamedExpr) or isinstance(parent, cst.NamedExpr)
         s: Scope = scope
         while isinstance(s, ComprehensionScope):
@@ -462,7 +451,7 @@ class ModuleAnalysis:
         unit = self.units[pos]
         if _bound_by_enclosing_header(node.value, chain):
             return
-        if isinstance(self.parents.get(node), cst.Del) and not self.deferred(chain):
+        if isinstance(self.parents.get(id(node)), cst.Del) and not self.deferred(chain):
             _add(unit.deletes, node.value)
             return
         if unit.kind == "def" and self.deferred(chain):
@@ -476,20 +465,20 @@ class ModuleAnalysis:
         if unit.kind == "def" and self.deferred(chain):
             _add(unit.global_writes, name)
             return
-        if isinstance(node, cst.Del) or isinstance(self.parents.get(node), cst.Del):
+        if isinstance(node, cst.Del) or isinstance(self.parents.get(id(node)), cst.Del):
             _add(unit.deletes, name)
             return
         _add(unit.binds, name)
-        alias = self.parents.get(node)
+        alias = self.parents.get(id(node))
         if isinstance(alias, cst.AsName) and isinstance(
-            self.parents.get(alias), cst.ExceptHandler | cst.ExceptStarHandler
+            self.parents.get(id(alias)), cst.ExceptHandler | cst.ExceptStarHandler
         ):
             _add(unit.handler_names, name)
         if not self.conditional(chain):
             unit.definite.add(name)
 
     def _mutate(self, node: cst.Name) -> None:
-        scope = self.scopes.get(node)
+        scope = self.scopes.get(id(node))
         if scope is None:
             return
         refs = scope.accesses[node.value]

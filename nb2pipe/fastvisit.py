@@ -1,0 +1,273 @@
+"""Read-only libcst traversals without rebuilding the tree.
+
+``CSTNode.visit`` walks a node's children through ``_visit_and_replace_children``, which builds (and validates)
+a new copy of every node even when the visitor is a read-only :class:`libcst.CSTVisitor` whose result is thrown
+away. On a whole notebook that copy is most of the cost of scope analysis: libcst's metadata providers walk the
+tree four times, and our facts pass once more.
+
+:func:`fast_visits` swaps in a walk that makes exactly the same visitor calls (``on_visit``,
+``on_visit_attribute``, ``on_leave_attribute``, ``on_leave``, children in source order) but copies nothing, for
+read-only visitors only; transformers still get libcst's own walk. The order of a node type's children is read
+from the field-name constants of its ``_visit_and_replace_children``, in the order that method visits them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import libcst as cst
+from libcst.metadata import ExpressionContext, Scope
+from libcst.metadata.expression_context_provider import ExpressionContextVisitor
+from libcst.metadata.scope_provider import ScopeVisitor
+
+_original_visit: Callable[..., Any] = cst.CSTNode.visit
+_lock = threading.Lock()
+_depth = 0
+#: Node type -> the names of its child fields, in the order libcst visits them.
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def child_fields(cls: type) -> tuple[str, ...]:
+    """The fields of node type ``cls`` that libcst visits, in its visiting order (source order)."""
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        names = {f.name for f in dataclasses.fields(cls)}
+        code = cls._visit_and_replace_children.__code__  # type: ignore[attr-defined]
+        # Each visited field is named once as a string constant (`visit_required(self, "name", ...)`); constants are
+        # stored in order of first appearance, which is the order of the calls.
+        fields = tuple(c for c in code.co_consts if isinstance(c, str) and c in names)
+        _FIELDS[cls] = fields
+    return fields
+
+
+#: A field of a node type with the visitor's hooks for it: (name, enter hook, leave hook).
+_Field = tuple[str, Any, Any]
+#: (visitor type, node type) -> (visit hook, leave hook, the node's child fields with their hooks).
+_PLANS: dict[tuple[type, type], tuple[Any, Any, tuple[_Field, ...]]] = {}
+#: Value type -> 1 for a node, 2 for a sequence, 0 for anything else (strings, None, sentinels).
+_KINDS: dict[type, int] = {}
+#: Hook marker: the visitor overrides the generic method (``on_visit``, ``on_visit_attribute``...); call it.
+_GENERIC = object()
+_BASE = cst.CSTVisitor
+
+
+def _hook(vcls: type, generic: str, specific: str) -> Any:
+    """The visitor's hook: _GENERIC when it overrides the generic method, else its specific method or None."""
+    if getattr(vcls, generic) is not getattr(_BASE, generic):
+        return _GENERIC
+    hook = getattr(vcls, specific, None)
+    # CSTVisitor defines an empty visit_/leave_ method for every node type and field: calling those does nothing.
+    return None if hook is getattr(_BASE, specific, None) else hook
+
+
+_BRACKETS = frozenset(
+    "LeftParen RightParen LeftSquareBracket RightSquareBracket LeftCurlyBrace RightCurlyBrace".split()
+)
+#: Visitor type -> whether it has no hook at all for trivia (whitespace, comments, operators, brackets).
+_BLIND: dict[type, bool] = {}
+#: Marker plan: skip the node and its subtree.
+_SKIP = (None, None, ())
+#: Marker plan: call only the visitor's ``on_leave`` for the node, skip its subtree (see ``trivia_roots_only``).
+_ROOT_ONLY = (None, _GENERIC, ())
+
+
+def is_trivia(ncls: type) -> bool:
+    """Whitespace, comments, newlines, operator tokens and brackets: nodes with nothing but trivia below them."""
+    return ncls.__module__ in ("libcst._nodes.whitespace", "libcst._nodes.op") or ncls.__name__ in _BRACKETS
+
+
+def _blind_to_trivia(vcls: type) -> bool:
+    blind = _BLIND.get(vcls)
+    if blind is None:
+        generic = ("on_visit", "on_leave", "on_visit_attribute", "on_leave_attribute")
+        trivia = {c.__name__ for c in _all_subclasses(cst.CSTNode) if is_trivia(c)}
+        hooks = tuple(f"{kind}_{t}" for t in sorted(trivia) for kind in ("visit", "leave"))
+        blind = all(getattr(vcls, g) is getattr(_BASE, g) for g in generic) and not any(
+            (name == h or name.startswith(h + "_")) and getattr(vcls, name) is not getattr(_BASE, name, None)
+            for name in dir(vcls)
+            for h in hooks
+        )
+        _BLIND[vcls] = blind
+    return blind
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    out: list[type] = []
+    sub: type
+    for sub in cls.__subclasses__():
+        out += [sub, *_all_subclasses(sub)]
+    return out
+
+
+def _plan(vcls: type, ncls: type) -> tuple[Any, Any, tuple[_Field, ...]]:
+    # Hooks are looked up on the visitor's class once per node type (libcst looks them up on the instance at
+    # every node: the same methods, unless an instance carries its own).
+    if is_trivia(ncls) and _blind_to_trivia(vcls):
+        # A visitor with no hook for any trivia would see no call at all in this subtree: skip it whole.
+        _PLANS[vcls, ncls] = _SKIP
+        return _SKIP
+    if is_trivia(ncls) and getattr(vcls, "trivia_roots_only", False):
+        _PLANS[vcls, ncls] = _ROOT_ONLY
+        return _ROOT_ONLY
+    t = ncls.__name__
+    fields = tuple(
+        (
+            name,
+            _hook(vcls, "on_visit_attribute", f"visit_{t}_{name}"),
+            _hook(vcls, "on_leave_attribute", f"leave_{t}_{name}"),
+        )
+        for name in child_fields(ncls)
+    )
+    plan = (_hook(vcls, "on_visit", f"visit_{t}"), _hook(vcls, "on_leave", f"leave_{t}"), fields)
+    _PLANS[vcls, ncls] = plan
+    return plan
+
+
+def _kind(t: type) -> int:
+    kind = 1 if issubclass(t, cst.CSTNode) else 2 if issubclass(t, tuple | list) else 0
+    _KINDS[t] = kind
+    return kind
+
+
+def walk(node: cst.CSTNode, visitor: cst.CSTVisitor, parents: dict[int, cst.CSTNode] | None = None) -> None:
+    """Visit ``node`` and its descendants with a read-only visitor, as ``node.visit(visitor)`` would.
+
+    With ``parents``, also record the parent of every node visited below ``node``, keyed by ``id(child)`` (except
+    trivia skipped for a visitor that has no hook for them, see :func:`is_trivia`).
+    """
+    plan = _PLANS.get((type(visitor), type(node)))
+    if plan is None:
+        plan = _plan(type(visitor), type(node))
+    if plan is _SKIP:
+        return
+    if plan is _ROOT_ONLY:
+        visitor.on_leave(node)
+        return
+    visit, leave_node, fields = plan
+    if visit is None:
+        go = True
+    elif visit is _GENERIC:
+        go = visitor.on_visit(node)
+    else:
+        go = visit(visitor, node) is not False
+    if go:
+        for name, enter, leave in fields:
+            value = getattr(node, name)
+            if enter is not None:
+                if enter is _GENERIC:
+                    visitor.on_visit_attribute(node, name)
+                else:
+                    enter(visitor, node)
+            t = type(value)
+            kind = _KINDS.get(t)
+            if kind is None:
+                kind = _kind(t)
+            if kind == 1:
+                if parents is not None:
+                    parents[id(value)] = node
+                walk(value, visitor, parents)
+            elif kind == 2:
+                for child in value:
+                    if parents is not None:
+                        parents[id(child)] = node
+                    walk(child, visitor, parents)
+            if leave is not None:
+                if leave is _GENERIC:
+                    visitor.on_leave_attribute(node, name)
+                else:
+                    leave(visitor, node)
+    if leave_node is not None:
+        if leave_node is _GENERIC:
+            visitor.on_leave(node)
+        else:
+            leave_node(visitor, node)
+
+
+def _visit(self: cst.CSTNode, visitor: Any) -> Any:
+    if isinstance(visitor, cst.CSTVisitor):
+        walk(self, visitor)
+        return self
+    return _original_visit(self, visitor)
+
+
+@contextmanager
+def fast_visits() -> Iterator[None]:
+    """Within this block, ``CSTNode.visit`` with a read-only visitor walks the tree without copying it.
+
+    Re-entrant and thread-safe: the patch is applied once and removed when the last block ends; a visitor running
+    meanwhile in another thread sees the same calls either way.
+    """
+    global _depth
+    with _lock:
+        if _depth == 0:
+            cst.CSTNode.visit = _visit  # type: ignore[method-assign]
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                cst.CSTNode.visit = _original_visit  # type: ignore[method-assign]
+
+
+class _Metadata:
+    """Stands in for libcst's metadata providers: keeps what their visitors compute, ``id(node)`` -> value."""
+
+    def __init__(self, depends_on: dict[int, Any] | None = None) -> None:
+        self.values: dict[int, Any] = {}
+        self.depends_on = depends_on or {}
+        #: Every node given a value, so that no id is reused: ScopeVisitor also records nodes of modules it parses
+        #: itself (string annotations), which nothing else keeps alive.
+        self.nodes: list[cst.CSTNode] = []
+
+    def set_metadata(self, node: cst.CSTNode, value: Any) -> None:
+        self.values[id(node)] = value
+        self.nodes.append(node)
+
+    def get_metadata(self, key: object, node: cst.CSTNode, default: Any = None) -> Any:
+        return self.depends_on.get(id(node), default)
+
+
+class _ScopeVisitor(ScopeVisitor):
+    """libcst's ScopeVisitor, told to record the scope of a trivia subtree's root only.
+
+    Its only work on whitespace, comments, operator tokens and brackets is ``on_leave`` recording the current
+    scope for each node; every node of such a subtree gets the same scope, recorded one after another, so the root
+    alone keeps the order in which scopes first appear (which the analysis relies on).
+    """
+
+    #: For :func:`walk`: call only ``on_leave`` for the root of a trivia subtree.
+    trivia_roots_only = True
+
+
+@dataclass(frozen=True)
+class Scopes:
+    """The scope of every node, by ``id(node)``, and the nodes themselves (which keeps those ids valid)."""
+
+    by_id: dict[int, Scope | None]
+    nodes: list[cst.CSTNode]
+
+
+def resolve_scopes(module: cst.Module) -> Scopes:
+    """What ``MetadataWrapper(module).resolve(ScopeProvider)`` returns, keyed by ``id(node)``, in two walks, not four.
+
+    The wrapper drives libcst's providers from an extra batched walk of the whole tree per dependency level, walks
+    that do nothing past the module node; here the providers' own visitors run directly, under
+    :func:`fast_visits`. The module is analysed as is (no defensive copy); keys are node ids (a libcst node hashes
+    in Python, an id does not), valid while the module is alive. Inside whitespace, comments, operator tokens and
+    brackets only the outermost node has an entry (with the same scope, in the same order).
+    """
+    with fast_visits():
+        contexts = _Metadata()
+        module.visit(ExpressionContextVisitor(contexts, ExpressionContext.LOAD))  # type: ignore[arg-type]
+        scopes = _Metadata(contexts.values)
+        visitor = _ScopeVisitor(scopes)  # type: ignore[arg-type]
+        module.visit(visitor)
+        visitor.infer_accesses()
+    return Scopes(scopes.values, scopes.nodes)
