@@ -17,6 +17,7 @@ Daylight saving, as croniter computes it in the schedule's zone:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -99,13 +100,21 @@ class Cron:
         return self.window(after, until, limit=limit)[0]
 
     def window(self, after: float, until: float, *, limit: int | None = None) -> tuple[list[float], float | None]:
-        """``fire_times(after, until, limit)`` and the fire time that follows them, from one pass."""
+        """``fire_times(after, until, limit)`` and the fire time that follows them, from one pass.
+
+        Memoized across schedules: a store holds many schedules with the same expression and zone whose cursors sit
+        on the same fire times, so a busy tick computes each distinct window once instead of once per schedule.
+        """
+        times, following = _window(self, after, until, limit)
+        return list(times), following
+
+    def _compute_window(self, after: float, until: float, limit: int | None) -> tuple[tuple[float, ...], float | None]:
         out: list[float] = []
         for t in self._iter(after):
             if t > until or (limit is not None and len(out) >= limit):
-                return out, t
+                return tuple(out), t
             out.append(t)
-        return out, None
+        return tuple(out), None
 
     def upcoming(self, after: float, n: int = 5) -> list[float]:
         """The next ``n`` fire times after ``after``: shown when a schedule is added, so a typo is seen at once."""
@@ -115,6 +124,11 @@ class Cron:
             if len(out) == n:
                 break
         return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _window(cron: Cron, after: float, until: float, limit: int | None) -> tuple[tuple[float, ...], float | None]:
+    return cron._compute_window(after, until, limit)
 
 
 def iso_utc(t: float) -> str:
