@@ -51,7 +51,8 @@ def test_run_form_and_runs_in_a_kernel(tmp_path: Path) -> None:
     driver = nbformat.v4.new_notebook()
     setup = f"TARGET = {str(target)!r}\nHOME = {str(home)!r}"
     driver.cells = [nbformat.v4.new_code_cell(src) for src in [setup, *DRIVER]]
-    NotebookClient(driver, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    client = NotebookClient(driver, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
 
     fields = _printed(driver.cells[2])
     assert fields == {
