@@ -311,6 +311,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
         rows.append(("python", f"{env['python']} on {env['platform']}, {len(env['packages'])} packages ({env['id']})"))
     if run["rerun_of"]:
         rows.append(("rerun of", run["rerun_of"]))
+    if run.get("schedule"):
+        rows.append(("schedule", f"{run['schedule']} (fire time {run.get('scheduled_for') or '-'})"))
     if run["error_name"] or run["error_cell"] is not None:
         where = f"cell {run['error_cell']}" + (f" (id {run['error_cell_id']})" if run["error_cell_id"] else "")
         rows.append(("error", f"{where}: {run['error_name'] or ''}: {run['error_message'] or ''}"))

@@ -49,3 +49,5 @@ def test_run_now_records_a_real_job_linked_to_its_schedule(tmp_path: Path) -> No
     executed = json.loads(Path(run["run_dir"], "nightly.ipynb").read_text())
     printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
     assert "n is 21" in printed
+    shown = nb2pipe("job", "show", run_id, "--home", home, cwd=tmp_path).stdout
+    assert "schedule:            nightly (fire time 20" in shown
