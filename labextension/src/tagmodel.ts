@@ -170,7 +170,11 @@ export function stageByCell(cells: ICellTags[]): Map<string, string> {
 
 const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#bcbd22'];
 
-/** A stable colour for the stage at position `index`. */
-export function stageColor(index: number): string {
-  return PALETTE[index % PALETTE.length];
+/** A colour for a stage, from its name: it stays the same while other stages are added, renamed or removed. */
+export function stageColor(name: string): string {
+  let hash = 0;
+  for (let i = 0; i < name.length; i++) {
+    hash = (hash * 31 + name.charCodeAt(i)) >>> 0;
+  }
+  return PALETTE[hash % PALETTE.length];
 }

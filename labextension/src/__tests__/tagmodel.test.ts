@@ -4,6 +4,7 @@ import {
   renamed,
   roleOf,
   stageByCell,
+  stageColor,
   stageNameProblem,
   stagesOf,
   stageTag,
@@ -74,4 +75,9 @@ test('stage name checks mirror the converter', () => {
   assert.notEqual(stageNameProblem('has space'), null);
   assert.notEqual(stageNameProblem('shared'), null);
   assert.notEqual(stageNameProblem('__x'), null);
+});
+
+test('a stage keeps its colour whatever the other stages are', () => {
+  assert.equal(stageColor('train'), stageColor('train'));
+  assert.match(stageColor('load'), /^#[0-9a-f]{6}$/);
 });

@@ -119,10 +119,9 @@ export class PipelinePanel extends Widget {
     }
   }
 
-  /** Colour of a stage: by its position in the notebook, the same in the sidebar, the cells and the DAG. */
+  /** Colour of a stage, the same in the sidebar, on the cells and in the DAG. */
   color(name: string): string {
-    const index = this._stages.findIndex(s => s.name === name);
-    return stageColor(index < 0 ? this._stages.length : index);
+    return stageColor(name);
   }
 
   private _build(): void {
