@@ -116,18 +116,32 @@ def test_tag_stages_see_dag_undo_save_export_and_run(lab: Lab, page: Any) -> Non
     page.wait_for_selector(".nb2pipe-problem.nb2pipe-error", state="detached")
     edge.wait_for()
 
+    # Rename a stage through the dialog; an `after:` constraint from the stage row.
+    page.click('.nb2pipe-stage[data-stage="summarize"] .nb2pipe-stage-rename')
+    page.fill(".jp-Dialog input", "report")
+    page.click(".jp-Dialog .jp-mod-accept")
+    page.wait_for_selector('.nb2pipe-stage[data-stage="report"]')
+    page.wait_for_timeout(700)
+    page.select_option('.nb2pipe-stage[data-stage="report"] .nb2pipe-after', "prelude")
+    page.wait_for_selector('.nb2pipe-stage[data-stage="report"] .nb2pipe-stage-after:has-text("after prelude")')
+    select_cell(page, 1)
+    page.keyboard.press("Escape")
+    page.keyboard.press("z")  # the constraint was only to see it work: undo it
+    page.wait_for_selector('.nb2pipe-stage[data-stage="report"] .nb2pipe-stage-after', state="detached")
+    page.locator('.nb2pipe-dag-edge[data-from="load"][data-to="report"]').wait_for()
+
     # Save and read the tags the converter will read.
     page.keyboard.press("Control+s")
     page.wait_for_function("() => !document.querySelector('.jp-mod-dirty')")
     page.wait_for_timeout(300)
     tags = tags_on_disk(notebook)
-    assert tags == {"intro": [], "c0": [], "c1": ["parameters"], "c2": ["stage:load"], "c3": ["stage:summarize"]}
+    assert tags == {"intro": [], "c0": [], "c1": ["parameters"], "c2": ["stage:load"], "c3": ["stage:report"]}
 
     # Export writes the package inside the server root.
     page.click(".nb2pipe-export")
     page.wait_for_selector(".nb2pipe-result:has-text('exported to pipelines/demo')")
     spec = json.loads((lab.root / "pipelines/demo/pipeline.json").read_text())
-    assert [s["name"] for s in spec["stages"]] == ["load", "summarize"]
+    assert [s["name"] for s in spec["stages"]] == ["load", "report"]
 
     # Run with a parameter from the form; the runs panel shows the run and how it ended.
     page.fill('.nb2pipe-params input[name="n"]', "9")
@@ -143,3 +157,11 @@ def test_tag_stages_see_dag_undo_save_export_and_run(lab: Lab, page: Any) -> Non
     else:
         assert "failed" in item.get_attribute("class")
         assert "invalid choice" in item.inner_text()
+
+    # The dark theme uses the same theme variables.
+    page.click('.lm-MenuBar-itemLabel:text-is("Settings")')
+    page.hover('.lm-Menu-itemLabel:text-is("Theme")')
+    page.click('.lm-Menu-itemLabel:text-is("JupyterLab Dark")')
+    page.wait_for_selector('body[data-jp-theme-light="false"]', state="attached")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SCREENSHOTS / "pipeline-dark.png"))

@@ -225,10 +225,14 @@ export class PipelinePanel extends Widget {
         h('span', { class: 'nb2pipe-stage-name' }, stage.name),
         h('span', { class: 'nb2pipe-stage-cells' }, `${stage.cells.length} cell(s)`),
         stage.after.length ? h('span', { class: 'nb2pipe-stage-after' }, `after ${stage.after.join(', ')}`) : '',
-        button('+', 'nb2pipe-stage-add', () => this.assign(stage.name), `Assign the selected cells to ${stage.name}`),
-        button('✎', 'nb2pipe-stage-rename', () => void this.rename(stage), `Rename ${stage.name}`),
-        button('✕', 'nb2pipe-stage-remove', () => this.remove(stage), `Remove stage ${stage.name}`),
-        after
+        h(
+          'span',
+          { class: 'nb2pipe-stage-controls' },
+          button('+', 'nb2pipe-stage-add', () => this.assign(stage.name), `Assign the selected cells to ${stage.name}`),
+          button('✎', 'nb2pipe-stage-rename', () => void this.rename(stage), `Rename ${stage.name}`),
+          button('✕', 'nb2pipe-stage-remove', () => this.remove(stage), `Remove stage ${stage.name}`),
+          after
+        )
       );
       row.querySelector('.nb2pipe-stage-name')!.addEventListener('click', () => jumpToCell(nb!, stage.cells[0], null));
       this._stagesBody.append(row);
