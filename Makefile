@@ -23,12 +23,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# `pip install -e .` (hatch-jupyter-builder) has usually run `npm install` and built the extension already.
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	if [ -d node_modules ]; then npm install --no-audit --no-fund --loglevel=error; \
+	else npm ci --no-audit --no-fund --loglevel=error; fi
 	touch $@
 
-# pip install builds the extension once (hatch-jupyter-builder); this rebuilds it when its sources change.
-$(LABEXT): $(STAMP) $(NODE_STAMP) $(LABEXT_SOURCES)
+# Rebuild the extension when its sources change.
+$(LABEXT): $(LABEXT_SOURCES) | $(STAMP) $(NODE_STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npm run --silent build:prod >/dev/null
 	touch $@
 
