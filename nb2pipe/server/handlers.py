@@ -151,9 +151,13 @@ class RunsHandler(Nb2PipeHandler):
         except ValueError:
             raise tornado.web.HTTPError(400, "limit must be a number") from None
         target = self.get_query_argument("path", None)
+        aliases: tuple[str, ...] = ()
+        if target:
+            absolute = resolve_inside(self.root, target, must_exist=False)
+            target, aliases = relative_to_root(self.root, absolute), (str(absolute),)
         store = self.open_store()
         try:
-            self.reply({"runs": list_runs(store, self.launcher, limit=limit, target=target)})
+            self.reply({"runs": list_runs(store, self.launcher, limit=limit, target=target, aliases=aliases)})
         finally:
             if store is not None:
                 store.close()

@@ -3,14 +3,16 @@
 A request must answer at once, while a run may take hours, so the server starts ``nb2pipe run PATH --json`` or
 ``nb2pipe job run PATH -p NAME VALUE --json`` as a child process (leader of its own process group, so cancelling
 reaches the kernel and the stage workers too) and answers with the run id. The id is allocated here and handed to
-the child in ``NB2PIPE_RUN_ID``, the contract the scheduler's launcher uses too, so the run store row and the id
-the browser polls are the same. Until the child has written its row, and after it ends, :class:`Launch` answers
-with what only the parent knows: that it is starting, its exit code and the tail of its error output.
+the child in ``NB2PIPE_RUN_ID``, the contract the scheduler's launcher uses. A command that allocates its own id
+instead is still tied to the launch: its run store row carries the child's pid (and the ``--json`` summary it
+prints at the end names the id), see :func:`nb2pipe.server.runs.record_id`. Until the child has written its row,
+and after it ends, :class:`Launch` answers with what only the parent knows: its exit code and its error output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -58,6 +60,26 @@ class Launch:
     stderr: IO[bytes]
     stdout: IO[bytes]
     created_at: float = field(default_factory=time.time)
+    #: The id of the run store row the child wrote, once known (the launch id when the command honours it).
+    record: str | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def summary_id(self) -> str | None:
+        """The run id from the command's final ``--json`` summary (``run_id`` or ``id``), once it has exited."""
+        if self.returncode() is None:
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            self.stdout.seek(0)
+            text = self.stdout.read().decode("utf-8", "replace")
+            start = text.find("{")
+            data = json.loads(text[start:]) if start >= 0 else None
+            if isinstance(data, dict):
+                value = data.get("run_id") or data.get("id")
+                return str(value) if value else None
+        return None
 
     def returncode(self) -> int | None:
         return self.process.poll()

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from ..runstore import RunStore, UnknownRunError
-from .launcher import Launcher
+from .launcher import Launch, Launcher
 
 _COLUMNS = (
     "id, kind, target, parameters, status, status_detail, run_dir, created_at, started_at, ended_at, "
@@ -28,9 +28,32 @@ def _row(row: Any) -> dict[str, Any]:
     return run
 
 
+def record_id(store: RunStore | None, launch: Launch) -> str | None:
+    """The run store id of a launch: the launch id, the id in the command's summary, or the row with its pid."""
+    if launch.record is not None or store is None:
+        return launch.record
+    found = launch.summary_id()
+    if found is None:
+        rows = store.query("SELECT id FROM runs WHERE id = ?", (launch.id,))
+        if not rows:
+            rows = store.query(
+                "SELECT id FROM runs WHERE pid = ? AND created_at >= ? ORDER BY created_at LIMIT 1",
+                (launch.pid, launch.created_at - 5.0),
+            )
+        found = str(rows[0]["id"]) if rows else None
+    if found is not None and store.query("SELECT 1 FROM runs WHERE id = ?", (found,)):
+        launch.record = found
+    return launch.record
+
+
+def _launch_of(run_id: str, launcher: Launcher) -> Launch | None:
+    return launcher.get(run_id) or next((la for la in launcher.all() if la.record == run_id), None)
+
+
 def _merge(run: dict[str, Any], launcher: Launcher) -> dict[str, Any]:
-    launch = launcher.get(run["id"])
+    launch = _launch_of(run["id"], launcher)
     if launch is not None:
+        run["launch_id"] = launch.id
         info = launch.as_json()
         run["exit_code"] = info["exit_code"]
         if run["status"] in ("queued", "running") and info["exit_code"] not in (None, 0):
@@ -40,14 +63,26 @@ def _merge(run: dict[str, Any], launcher: Launcher) -> dict[str, Any]:
     return run
 
 
-def list_runs(store: RunStore | None, launcher: Launcher, *, limit: int = 50, target: str | None = None) -> list[Any]:
-    """Recent runs, the store's rows and this server's launches together, newest first."""
+def list_runs(
+    store: RunStore | None,
+    launcher: Launcher,
+    *,
+    limit: int = 50,
+    target: str | None = None,
+    aliases: tuple[str, ...] = (),
+) -> list[Any]:
+    """Recent runs, the store's rows and this server's launches together, newest first.
+
+    ``target`` filters by notebook (as the browser names it); ``aliases`` are other spellings commands may have
+    recorded for it (its absolute path).
+    """
     rows: list[dict[str, Any]] = []
     if store is not None:
         where, params = "deleted_at IS NULL", []
         if target:
-            where += " AND target = ?"
-            params.append(target)
+            names = [target, *aliases]
+            where += f" AND target IN ({', '.join('?' for _ in names)})"
+            params.extend(names)
         sql = f"SELECT {_COLUMNS} FROM runs WHERE {where} ORDER BY created_at DESC LIMIT ?"  # noqa: S608
         rows = [_row(r) for r in store.query(sql, [*params, limit])]
         for run in rows:
@@ -57,7 +92,9 @@ def list_runs(store: RunStore | None, launcher: Launcher, *, limit: int = 50, ta
             }
     known = {r["id"] for r in rows}
     for launch in launcher.all():
-        if launch.id not in known and (not target or launch.target == target):
+        if record_id(store, launch) in known:
+            continue
+        if not target or launch.target == target:
             rows.append({**launch.as_json(), "metrics": {}, "duration": None, "pending_record": True})
     rows = [_merge(r, launcher) for r in rows]
     rows.sort(key=lambda r: r["created_at"], reverse=True)
@@ -66,11 +103,14 @@ def list_runs(store: RunStore | None, launcher: Launcher, *, limit: int = 50, ta
 
 def show_run(store: RunStore | None, launcher: Launcher, run_id: str) -> dict[str, Any] | None:
     """One run with its metrics, artifacts and stages; None when neither the store nor this server knows it."""
+    launch = launcher.get(run_id)
     if store is not None:
+        run: dict[str, Any] | None
         try:
             run = store.get_run(run_id)
         except UnknownRunError:
-            run = None
+            recorded = record_id(store, launch) if launch is not None else None
+            run = store.get_run(recorded) if recorded else None
         if run is not None:
             run["stages"] = [
                 dict(r)
@@ -81,7 +121,6 @@ def show_run(store: RunStore | None, launcher: Launcher, run_id: str) -> dict[st
             started, ended = run.get("started_at"), run.get("ended_at")
             run["duration"] = (ended or time.time()) - started if started else None
             return _merge(run, launcher)
-    launch = launcher.get(run_id)
     if launch is None:
         return None
     return {**launch.as_json(), "metrics": {}, "artifacts": [], "stages": [], "duration": None, "pending_record": True}

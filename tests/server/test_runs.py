@@ -69,6 +69,15 @@ async def test_runs_are_read_from_the_store(api, root):
     assert (await api("GET", "runs", "nosuchrun"))[0] == 404
 
 
+async def test_runs_recorded_with_an_absolute_target_are_found_by_path(api, root):
+    with RunStore(root / ".nb2pipe") as store:
+        run_id = store.create_run("job", str(root / NB), status="queued")
+        store.create_run("job", str(root / "examples/other.ipynb"), status="queued")
+    status, listing = await api("GET", "runs", params={"path": NB})
+    assert status == 200 and [r["id"] for r in listing["runs"]] == [run_id]
+    assert (await api("GET", "runs", params={"path": "../x.ipynb"}))[0] == 403
+
+
 async def test_bad_run_requests(api, root):
     assert (await api("POST", "runs", body={"kind": "rocket", "path": NB}))[0] == 400
     assert (await api("POST", "runs", body={"kind": "job", "path": NB, "parameters": [1]}))[0] == 400
