@@ -42,6 +42,8 @@ export interface IRun {
   duration: number | null;
   created_at: number;
   exit_code?: number | null;
+  /** The id the server answered when it started the run (when the store's row has another id). */
+  launch_id?: string;
   stderr?: string;
   run_dir?: string | null;
   error_cell?: number | null;

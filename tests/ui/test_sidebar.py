@@ -87,6 +87,9 @@ def test_tag_stages_see_dag_undo_save_export_and_run(lab: Lab, page: Any) -> Non
     edge.wait_for()
     assert "values" in (edge.text_content() or "")
     page.wait_for_selector('.nb2pipe-params input[name="n"]')
+    # The implicit prelude holds only an import: the converter drops it, and the sidebar says so.
+    page.wait_for_selector('.nb2pipe-stage.nb2pipe-stage-dropped[data-stage="prelude"]')
+    assert page.locator(".nb2pipe-dag-node").count() == 2
     page.screenshot(path=str(SCREENSHOTS / "pipeline-sidebar.png"))
 
     # Undo (z in command mode) takes back the last assignment; redo (Shift+Z) brings it back.

@@ -4,6 +4,7 @@
  * active.
  */
 import { NotebookPanel } from '@jupyterlab/notebook';
+import { jumpToCell } from '../editing';
 import { postAPI, requestAPI } from '../handler';
 import { IAnalysis, IRun } from '../tokens';
 import { button, h, section } from './dom';
@@ -157,6 +158,14 @@ export class ActionsView {
           ? `cell ${r.error_cell ?? '?'}: ${r.error_name ?? ''} ${r.error_message}`
           : (r.stderr ?? '').trim().split('\n').pop() ?? ''
         : '';
+    const error = failure ? h('div', { class: 'nb2pipe-run-error' }, failure) : '';
+    const nb = this._notebook()?.content;
+    if (error && nb && (r.error_cell_id || r.error_cell)) {
+      error.title = 'Show the cell';
+      error.classList.add('nb2pipe-clickable');
+      error.addEventListener('click', () => jumpToCell(nb, r.error_cell_id ?? null, r.error_cell ?? null));
+    }
+    const id = r.launch_id ?? r.id;
     return h(
       'div',
       { class: `nb2pipe-run-item nb2pipe-run-${r.status}`, 'data-run': r.id },
@@ -164,10 +173,21 @@ export class ActionsView {
       h('span', { class: 'nb2pipe-run-kind' }, r.kind),
       h('code', { class: 'nb2pipe-run-id' }, r.id),
       h('span', { class: 'nb2pipe-run-duration' }, seconds(r.duration)),
+      ACTIVE.includes(r.status) && r.launch_id !== undefined
+        ? button('Cancel', 'nb2pipe-run-cancel', () => void this._cancel(id))
+        : '',
       params ? h('div', { class: 'nb2pipe-run-params' }, params) : '',
       metrics ? h('div', { class: 'nb2pipe-run-metrics' }, metrics) : '',
-      failure ? h('div', { class: 'nb2pipe-run-error' }, failure) : ''
+      error
     );
+  }
+
+  private async _cancel(id: string): Promise<void> {
+    await this._do(async () => {
+      await postAPI(`runs/${encodeURIComponent(id)}/cancel`, {});
+      void this.refreshRuns();
+      return `cancel requested for ${id}`;
+    });
   }
 
   private async _do(action: (path: string) => Promise<string>): Promise<void> {

@@ -188,6 +188,7 @@ export class PipelinePanel extends Widget {
       });
       if (seq === this._seq && panel === this._notebook) {
         this._analysis = analysis;
+        this._renderStages();
         this._renderDag();
         this.actions.render();
       }
@@ -218,9 +219,14 @@ export class PipelinePanel extends Widget {
         }
       }
       after.addEventListener('change', () => this.addAfter(stage, after.value));
+      const dropped = !!this._analysis?.ok && !this._analysis.stages.some(s => s.name === stage.name);
       const row = h(
         'div',
-        { class: 'nb2pipe-stage', 'data-stage': stage.name },
+        {
+          class: dropped ? 'nb2pipe-stage nb2pipe-stage-dropped' : 'nb2pipe-stage',
+          'data-stage': stage.name,
+          title: dropped ? 'No pipeline code of its own: its imports and helpers go where they are used' : ''
+        },
         h('span', { class: 'nb2pipe-swatch', style: `background:${this.color(stage.name)}` }),
         h('span', { class: 'nb2pipe-stage-name' }, stage.name),
         h('span', { class: 'nb2pipe-stage-cells' }, `${stage.cells.length} cell(s)`),
