@@ -146,6 +146,15 @@ def test_tag_stages_see_dag_undo_save_export_and_run(lab: Lab, page: Any) -> Non
     spec = json.loads((lab.root / "pipelines/demo/pipeline.json").read_text())
     assert [s["name"] for s in spec["stages"]] == ["load", "report"]
 
+    # Schedule it (through `nb2pipe schedule add`); where this checkout lacks the command, its refusal is shown.
+    page.fill(".nb2pipe-schedule-name", "nightly")
+    page.fill(".nb2pipe-cron", "30 2 * * *")
+    page.click(".nb2pipe-schedule")
+    if has_command("schedule", "add"):
+        page.wait_for_selector(".nb2pipe-result:has-text('schedule nightly added')")
+    else:
+        page.wait_for_selector(".nb2pipe-result.nb2pipe-status-error:has-text('invalid choice')")
+
     # Run with a parameter from the form; the runs panel shows the run and how it ended.
     page.fill('.nb2pipe-params input[name="n"]', "9")
     page.click(".nb2pipe-run")
