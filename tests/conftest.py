@@ -9,6 +9,9 @@ import pytest
 os.environ.setdefault("PYTHONHASHSEED", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# pytest-jupyter's jp_fetch and friends, for the server extension's tests against a real Jupyter server.
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
