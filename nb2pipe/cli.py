@@ -18,7 +18,7 @@ Handler = Callable[[argparse.Namespace], int]
 # Feature modules that add their own subcommands. Each defines ``register(sub, export_sub)``, which adds parsers
 # to the top-level subparsers (and to ``nb2pipe export FORMAT``) and binds them with ``set_defaults(handler=...)``.
 # They must import lazily, like this module: ``nb2pipe --help`` has to answer instantly.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("nb2pipe.runner.cli",)
 
 EXAMPLES = """\
 examples:
