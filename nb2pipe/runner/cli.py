@@ -91,6 +91,10 @@ def register(sub: Any, export_sub: Any) -> None:
     for parser in (ls, clear, gc):
         parser.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
+    from . import verify_cli
+
+    verify_cli.register(sub, export_sub)
+
 
 def _out(args: argparse.Namespace) -> Any:
     return sys.stderr if args.json else sys.stdout
