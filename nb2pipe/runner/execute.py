@@ -181,8 +181,17 @@ def _tail(path: Path, limit: int = 200_000) -> str:
 
 
 def _prepare(task: Task) -> None:
-    if task.package_root not in sys.path:
+    # A long-lived worker (Dask) may have imported another version of this package in an earlier run.
+    top = task.module.split(".", 1)[0]
+    loaded = sys.modules.get(top)
+    if loaded is not None and not str(getattr(loaded, "__file__", "") or "").startswith(task.package_root):
+        for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+            del sys.modules[name]
+    if not sys.path or sys.path[0] != task.package_root:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(task.package_root)
         sys.path.insert(0, task.package_root)
+        importlib.invalidate_caches()
     if os.environ != _INITIAL_ENV:
         os.environ.clear()
         os.environ.update(_INITIAL_ENV)

@@ -16,7 +16,7 @@ from .execute import Result, Task
 
 GROUP = "nb2pipe.executors"
 #: Built-in executors, used when the package metadata is not installed (running from a source tree).
-BUILTIN = {"local": "nb2pipe.runner.local:LocalExecutor", "dask": "nb2pipe.runner.dask:DaskExecutor"}
+BUILTIN = {"local": "nb2pipe.runner.local:LocalExecutor", "dask": "nb2pipe.runner.dask_executor:DaskExecutor"}
 
 
 class Executor(Protocol):
