@@ -30,6 +30,16 @@ def register(sub: Any, export_sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print every comparison as JSON")
     p.set_defaults(handler=cmd_verify)
 
+    k = export_sub.add_parser(
+        "kfp",
+        help="compile a Kubeflow Pipelines v2 pipeline (kfp SDK): one component per stage, values as artifacts",
+    )
+    k.add_argument("target", metavar="TARGET", help="a tagged notebook or a converted pipeline directory")
+    k.add_argument("-o", "--output", required=True, metavar="pipeline.yaml", help="where to write the compiled YAML")
+    k.add_argument("--image", default="python:3.11-slim", help="base image of every component")
+    k.add_argument("--home", metavar="DIR", help="store location (default: $NB2PIPE_HOME or .nb2pipe)")
+    k.set_defaults(handler=cmd_export_kfp)
+
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify
@@ -62,4 +72,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def cmd_export_kfp(args: argparse.Namespace) -> int:
+    from ..runstore import store_home
+
+    try:
+        from .kfp_export import export_kfp
+    except ImportError:
+        from ..errors import Nb2PipeError
+
+        raise Nb2PipeError("export kfp needs the kfp SDK: pip install 'nb2pipe[kfp]'") from None
+    out, _ = export_kfp(args.target, args.output, home=store_home(args.home), image=args.image)
+    print(f"{out}: Kubeflow Pipelines v2 pipeline written")
     return 0
