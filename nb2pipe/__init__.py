@@ -17,12 +17,16 @@ __all__ = [
     "check",
     "convert",
     "diff",
+    "run_pipeline",
     "tag_by_headings",
+    "verify",
 ]
 
 if TYPE_CHECKING:
     from .converter import Analysis, ConvertResult, analyze, check, convert, diff
     from .errors import Nb2PipeError
+    from .runner.run import run_pipeline
+    from .runner.verify import verify
     from .tagger import tag_by_headings
 
 _LAZY = {
@@ -34,6 +38,8 @@ _LAZY = {
     "diff": "converter",
     "Nb2PipeError": "errors",
     "tag_by_headings": "tagger",
+    "run_pipeline": "runner.run",
+    "verify": "runner.verify",
 }
 
 

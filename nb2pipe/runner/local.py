@@ -89,19 +89,10 @@ class LocalExecutor:
         return results
 
     def close(self) -> None:
-        for worker in self.workers:
-            with contextlib.suppress(OSError):
-                worker.stdin.close()
-        for worker in self.workers:
-            try:
-                worker.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                worker.proc.kill()
-                worker.proc.wait()
-            with contextlib.suppress(OSError):
-                worker.stdout.close()
-        self.workers.clear()
-        self.selector.close()
+        # Every result is published (renamed into the cache) before a worker answers, so idle workers hold
+        # nothing: stop them at once instead of waiting for an interpreter full of numerical libraries to
+        # finalize (that alone took a second on the examples).
+        self.kill()
 
     def kill(self) -> None:
         for worker in self.workers:

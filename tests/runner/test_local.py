@@ -50,6 +50,10 @@ def test_one_parameter_change_reruns_only_its_readers_and_their_dependants(tmp_p
     assert report.parameters["scale"] == 3
     report = run(nb, home, pairs=[("b", "5")])
     assert ran(report) == {"use_b", "combine"}
+    # The same values from a parameters file: nothing to run.
+    params = tmp_path / "params.yaml"
+    params.write_text("b: 5\n")
+    assert ran(run(nb, home, files=[str(params)])) == set()
 
 
 def test_output_unchanged_after_rerun_stops_the_cascade(tmp_path: Path, home: Path) -> None:
