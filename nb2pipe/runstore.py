@@ -137,6 +137,8 @@ CREATE TABLE audit (
 # Append only. Each entry: (unique name, SQL script). Never edit a migration that has shipped.
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", _INITIAL),
+    # Pipeline runs: the code version each stage ran (or was cached) with, so a result traces back to its code.
+    ("0002_runner_stage_versions", "ALTER TABLE stage_runs ADD COLUMN version TEXT;"),
 ]
 
 

@@ -307,7 +307,8 @@ def run_pipeline(
     )
     with store.transaction() as db:
         db.executemany(
-            "INSERT INTO stage_runs (run_id, stage, status) VALUES (?, ?, 'pending')", [(run_id, s) for s in order]
+            "INSERT INTO stage_runs (run_id, stage, status, version) VALUES (?, ?, 'pending', ?)",
+            [(run_id, s, state.stages[s]["version"]) for s in order],
         )
     report = RunReport(
         run_id,

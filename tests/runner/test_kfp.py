@@ -73,3 +73,33 @@ def test_local_subprocess_runner_matches_the_local_runner(tmp_path: Path, sweep:
             assert difference(value, kfp_value, name) is None, (outcome.name, name)
             compared += 1
     assert compared == sum(len(o.outputs) for o in report.stages) > 5
+
+
+@pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner")
+def test_process_state_travels_as_an_artifact(tmp_path: Path) -> None:
+    from kfp import local
+
+    from tests.helpers import make_notebook
+
+    cells = [
+        ("import numpy as np", ["shared"]),
+        ("np.random.seed(3)\nsize = 4", ["stage:seed"]),
+        ("draws = np.random.rand(size).tolist()", ["stage:draw"]),
+        ("total = sum(draws)", ["stage:report"]),
+    ]
+    nb = make_notebook(tmp_path, cells)
+    home = tmp_path / "store"
+    out, pipeline_func = export_kfp(str(nb), tmp_path / "pipeline.yaml", home=home)
+    draw = yaml.safe_load(out.read_text())["root"]["dag"]["tasks"]["stage-draw"]
+    assert draw["inputs"]["artifacts"]["state_seed"]["taskOutputArtifact"]["outputArtifactKey"] == "out_state"
+    root = tmp_path / "kfp_root"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    pipeline_func()
+    (run_dir,) = root.iterdir()
+    draws = pickle.loads((run_dir / "stage-draw" / "out_draws").read_bytes())
+    import numpy as np
+
+    np.random.seed(3)
+    assert draws == np.random.rand(4).tolist()
+    report = run(nb, home)
+    assert serialize.load(Path(report.stages[1].location or "") / "values.bin")["draws"] == draws

@@ -191,8 +191,12 @@ def test_runs_are_recorded_in_the_run_store(tmp_path: Path, home: Path) -> None:
     rows = db.execute("SELECT id, kind, status, parameters FROM runs ORDER BY created_at").fetchall()
     assert [(r[1], r[2]) for r in rows] == [("pipeline", "succeeded"), ("pipeline", "succeeded")]
     assert json.loads(rows[0][3])["scale"] == 4
-    stages = db.execute("SELECT stage, status, cache_key, outputs FROM stage_runs WHERE run_id = ?", (first.run_id,))
-    by_stage = {r[0]: r for r in stages}
+    sql = "SELECT stage, status, cache_key, outputs, version FROM stage_runs WHERE run_id = ?"
+    by_stage = {r[0]: r for r in db.execute(sql, (first.run_id,))}
+    from nb2pipe.runner.target import load_target
+
+    versions = {s["name"]: s["version"] for s in load_target(nb, home).spec["stages"]}
+    assert {name: row[4] for name, row in by_stage.items()} == versions
     assert by_stage["use_scale"][1] == "ran" and by_stage["use_scale"][2] == first.stages[1].key
     assert json.loads(by_stage["make"][3])["x"]["hash"] == first.stages[0].outputs["x"]
     value = db.execute("SELECT value FROM run_parameters WHERE run_id = ? AND name = 'scale'", (first.run_id,))
