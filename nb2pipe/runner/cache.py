@@ -129,15 +129,21 @@ class Cache:
     @contextlib.contextmanager
     def writing(self, key: str) -> Iterator[Path]:
         """A private directory to fill; published as the entry for ``key`` when the block ends without error."""
-        self.tmp.mkdir(parents=True, exist_ok=True)
         work = self.tmp / f"{key[:16]}-{os.getpid()}-{secrets.token_hex(4)}"
-        work.mkdir()
+        try:
+            work.mkdir()
+        except FileNotFoundError:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            work.mkdir()
         try:
             yield work
             final = self.entry_path(key)
-            final.parent.mkdir(parents=True, exist_ok=True)
             try:
-                os.rename(work, final)
+                try:
+                    os.rename(work, final)
+                except FileNotFoundError:  # first entry in this shard
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(work, final)
             except OSError:
                 if not (final / META).exists():  # not a concurrent writer of the same key: a real failure
                     raise

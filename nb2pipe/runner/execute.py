@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import io
 import os
 import shutil
 import sys
@@ -92,6 +93,8 @@ class Result:
 
 
 _INITIAL_ENV: dict[str, str] = dict(os.environ)
+#: How much of a stage's output travels back with its result (all of it stays in the run's log files).
+_KEEP = 200_000
 _BUNDLES: dict[str, dict[str, Any]] = {}
 
 
@@ -119,30 +122,68 @@ def _load_state(task: Task) -> dict[str, Any]:
     return snapshot
 
 
+@dataclass
+class _Output:
+    """What a stage printed, filled in when its capture ends."""
+
+    stdout: str = ""
+    stderr: str = ""
+
+
+_SCRATCH: list[Any] = []
+_LOG_DIRS: set[str] = set()
+
+
+def _scratch() -> tuple[Any, Any]:
+    """Two temporary files reused for every stage this process runs (creating files is the slow part)."""
+    if not _SCRATCH:
+        import tempfile
+
+        _SCRATCH.extend([tempfile.TemporaryFile(), tempfile.TemporaryFile()])
+    for fh in _SCRATCH:
+        fh.seek(0)
+        fh.truncate()
+    return _SCRATCH[0], _SCRATCH[1]
+
+
 @contextlib.contextmanager
-def _captured(task: Task) -> Iterator[tuple[Path, Path]]:
-    log_dir = Path(task.log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    out_path, err_path = log_dir / f"{task.stage}.stdout", log_dir / f"{task.stage}.stderr"
-    with open(out_path, "w", encoding="utf-8") as out, open(err_path, "w", encoding="utf-8") as err:
-        if task.capture_fd:
+def _captured(task: Task) -> Iterator[_Output]:
+    """Send the stage's stdout/stderr to scratch files (or buffers), then keep them with the run if non-empty."""
+    result = _Output()
+    if task.capture_fd:
+        out, err = _scratch()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        try:
+            yield result
+        finally:
             sys.stdout.flush()
             sys.stderr.flush()
-            saved = os.dup(1), os.dup(2)
-            os.dup2(out.fileno(), 1)
-            os.dup2(err.fileno(), 2)
-            try:
-                yield out_path, err_path
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-                os.close(saved[0])
-                os.close(saved[1])
-        else:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                yield out_path, err_path
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            for fh, attr in ((out, "stdout"), (err, "stderr")):
+                fh.seek(0)
+                setattr(result, attr, fh.read().decode("utf-8", errors="replace"))
+    else:
+        buffers = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buffers[0]), contextlib.redirect_stderr(buffers[1]):
+                yield result
+        finally:
+            result.stdout, result.stderr = buffers[0].getvalue(), buffers[1].getvalue()
+    if result.stdout or result.stderr:
+        if task.log_dir not in _LOG_DIRS:
+            Path(task.log_dir).mkdir(parents=True, exist_ok=True)
+            _LOG_DIRS.add(task.log_dir)
+        for attr in ("stdout", "stderr"):
+            text = getattr(result, attr)
+            if text:
+                (Path(task.log_dir) / f"{task.stage}.{attr}").write_text(text, encoding="utf-8")
 
 
 def locate(tb: traceback.StackSummary, stage_file: str) -> tuple[str | None, int | None, str | None]:
@@ -170,14 +211,6 @@ def _user_traceback(exc: BaseException, package_root: str) -> str:
     while tb is not None and not os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(root):
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))
-
-
-def _tail(path: Path, limit: int = 200_000) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return ""
-    return data[-limit:].decode("utf-8", errors="replace")
 
 
 def _prepare(task: Task) -> None:
@@ -215,7 +248,7 @@ def execute(task: Task, worker: str = "") -> Result:
     state.restore(snapshot)
     module = importlib.import_module(task.module)
     fn = getattr(module, task.function)
-    with _captured(task) as (out_path, err_path):
+    with _captured(task) as printed:
         try:
             returned = fn(**kwargs)
         except BaseException as exc:
@@ -227,7 +260,7 @@ def execute(task: Task, worker: str = "") -> Result:
             failure = Failure("exception", type(exc).__name__, str(exc), cell, line, source, text)
     if failure is None:
         try:
-            outputs = _publish(task, cache, returned, out_path, err_path)
+            outputs = _publish(task, cache, returned, printed)
         except serialize.UnserializableValue as exc:
             consumers = tuple(task.consumers.get(exc.name, ()))
             failure = Failure("serialize", "UnserializableValue", exc.cause, variable=exc.name, consumers=consumers)
@@ -239,13 +272,13 @@ def execute(task: Task, worker: str = "") -> Result:
         time.time(),
         outputs,
         failure,
-        _tail(out_path),
-        _tail(err_path),
+        printed.stdout[-_KEEP:],
+        printed.stderr[-_KEEP:],
         worker,
     )
 
 
-def _publish(task: Task, cache: Cache, returned: dict[str, Any], out_path: Path, err_path: Path) -> dict[str, str]:
+def _publish(task: Task, cache: Cache, returned: dict[str, Any], printed: _Output) -> dict[str, str]:
     import json
     import pickle
 
@@ -265,8 +298,9 @@ def _publish(task: Task, cache: Cache, returned: dict[str, Any], out_path: Path,
                 written[rel] = file_hash(src)
                 if src.is_file():
                     shutil.copy2(src, work / "files" / str(i))
-        shutil.copy2(out_path, work / "stdout")
-        shutil.copy2(err_path, work / "stderr")
+        for name in ("stdout", "stderr"):
+            if getattr(printed, name):
+                (work / name).write_text(getattr(printed, name), encoding="utf-8")
         meta = {
             "stage": task.stage,
             "version": task.meta.get("version"),
