@@ -116,6 +116,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     def on_event(kind: str, o: Any) -> None:
         if kind == "started":
             return
+        if kind == "warning":
+            print(f"nb2pipe: warning: {o.reason}", file=sys.stderr, flush=True)
+            return
         done[0] += 1
         line = f"[{done[0]}/{total[0] or '?'}] {kind:7} {o.name:24}"
         if kind in ("ran", "failed"):

@@ -68,6 +68,8 @@ class RunReport:
     executor: str
     notebook: str | None = None
     cells: dict[str, int] = field(default_factory=dict)
+    #: Things the user should know that did not stop the run (state the runner cannot carry).
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +79,7 @@ class RunReport:
             "executor": self.executor,
             "parameters": self.parameters,
             "run_dir": self.run_dir,
+            "warnings": self.warnings,
             "stages": [
                 {
                     "name": s.name,
@@ -321,6 +324,17 @@ def run_pipeline(
         str(pipeline.notebook) if pipeline.notebook else None,
         pipeline.cell_numbers(),
     )
+    from .state import unsupported
+
+    for name in order:
+        stage = state.stages[name]
+        for key in unsupported(list(stage["state"]["inputs"]) + list(stage["state"]["outputs"])):
+            report.warnings.append(
+                f"stage {name!r}: process-wide state {key!r} cannot be carried between stages by the runner; "
+                "seed or set it inside the stage that uses it"
+            )
+    for warning in report.warnings:
+        emit("warning", StageOutcome("", reason=warning))
     engine: Any = None
     pending = [s for s in order if s in needed]
     running: dict[str, float] = {}

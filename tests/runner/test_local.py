@@ -235,3 +235,45 @@ def test_process_state_is_carried_between_stages(tmp_path: Path, home: Path) -> 
     np.random.seed(42)
     random.seed(7)
     assert values == {"draw": float(np.random.rand()), "pick": random.random()}
+
+
+def test_state_the_runner_cannot_carry_is_a_warning_not_silence(tmp_path: Path, home: Path) -> None:
+    cells = [
+        ("import mylib_state", ["shared"]),
+        ("mylib_state.configure(1)\nn = 1", ["stage:setup"]),
+        ("m = n + 1", ["stage:use"]),
+    ]
+    (tmp_path / "mylib_state.py").write_text("def configure(v):\n    global V\n    V = v\n")
+    nb = make_notebook(tmp_path, cells)
+    from nb2pipe.converter import analyze
+
+    # The user declares the library's state, as `nb2pipe convert --state` would.
+    analysis = analyze(nb, extra_state={"mylib_state.configure": "mylib.config"})
+    assert analysis.flow.stages[0].state_out == ["mylib.config"]
+    pkg = tmp_path / "pipelines"
+    from nb2pipe.converter import convert
+
+    convert(nb, pkg, extra_state={"mylib_state.configure": "mylib.config"})
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        report = run(pkg / "nb", home)
+    finally:
+        os.chdir(cwd)
+    assert report.status == "succeeded"
+    assert report.warnings and "'mylib.config' cannot be carried" in report.warnings[0]
+
+
+def test_executor_registry_lists_builtins_and_refuses_unknown_names() -> None:
+    from importlib.metadata import entry_points
+
+    from nb2pipe.runner.executors import ExecutorError, available, load
+
+    assert {ep.name for ep in entry_points(group="nb2pipe.executors")} >= {"local", "dask"}
+    names = available()
+    assert names["local"] == "nb2pipe.runner.local:LocalExecutor"
+    assert names["dask"] == "nb2pipe.runner.dask_executor:DaskExecutor"
+    with pytest.raises(ExecutorError, match="did you mean 'dask'"):
+        load("dsak")
