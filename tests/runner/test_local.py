@@ -277,3 +277,16 @@ def test_executor_registry_lists_builtins_and_refuses_unknown_names() -> None:
     assert names["dask"] == "nb2pipe.runner.dask_executor:DaskExecutor"
     with pytest.raises(ExecutorError, match="did you mean 'dask'"):
         load("dsak")
+
+
+def test_independent_stages_run_side_by_side_with_workers(tmp_path: Path, home: Path) -> None:
+    # Each branch waits for the other to have started: this finishes only if both run at the same time.
+    wait = "import os, time\nopen('{me}', 'w').close()\nwhile not os.path.exists('{other}'):\n    time.sleep(0.02)\n"
+    cells = [
+        ("seed = 1", ["stage:start"]),
+        (wait.format(me="left.flag", other="right.flag") + "left = seed", ["stage:left"]),
+        (wait.format(me="right.flag", other="left.flag") + "right = seed", ["stage:right"]),
+        ("both = left + right", ["stage:join"]),
+    ]
+    report = run(make_notebook(tmp_path, cells), home, workers=2)
+    assert report.status == "succeeded" and ran(report) == {"start", "left", "right", "join"}
