@@ -235,24 +235,27 @@ class _Run:
                 os.replace(tmp, target)
 
 
-def _record_stage(store: RunStore, run_id: str, o: StageOutcome, started: float | None = None) -> None:
+def _stage_row(run_id: str, o: StageOutcome, started: float | None = None) -> tuple[Any, ...]:
     outputs = {n: {"hash": h, "location": f"{o.location}/values.bin#{n}"} for n, h in o.outputs.items()}
     error = describe_failure(o) if o.failure else (o.reason or None)
+    ended = time.time() if o.status != "running" else None
+    return (o.status, o.key, started, ended, to_json(outputs) if outputs else None, error, run_id, o.name)
+
+
+def _record_stage(store: RunStore, run_id: str, o: StageOutcome, started: float | None = None) -> None:
+    _write_stage_rows(store, [_stage_row(run_id, o, started)])
+
+
+def _write_stage_rows(store: RunStore, rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
     with store.transaction() as db:
-        db.execute(
+        db.executemany(
             "UPDATE stage_runs SET status = ?, cache_key = ?, started_at = COALESCE(?, started_at), ended_at = ?, "
             "outputs = ?, error = ? WHERE run_id = ? AND stage = ?",
-            (
-                o.status,
-                o.key,
-                started,
-                time.time() if o.status != "running" else None,
-                to_json(outputs) if outputs else None,
-                error,
-                run_id,
-                o.name,
-            ),
+            rows,
         )
+    rows.clear()
 
 
 def run_pipeline(
@@ -336,6 +339,7 @@ def run_pipeline(
     for warning in report.warnings:
         emit("warning", StageOutcome("", reason=warning))
     engine: Any = None
+    deferred: list[tuple[Any, ...]] = []
     pending = [s for s in order if s in needed]
     running: dict[str, float] = {}
     last_beat = time.time()
@@ -361,7 +365,7 @@ def run_pipeline(
                     state.restore_written(entry)
                     state.entries[name] = entry
                     outcome.status, outcome.outputs, outcome.location = "cached", entry.outputs, str(entry.path)
-                    _record_stage(store, run_id, outcome)
+                    deferred.append(_stage_row(run_id, outcome))  # written with the next batch: one transaction
                     emit("cached", outcome)
                     continue
                 if only_set and name not in only_set:
@@ -373,11 +377,13 @@ def run_pipeline(
                     from .executors import load
 
                     engine = load(executor, workers=workers, **dict(executor_options or {}))
+                _write_stage_rows(store, deferred)
                 outcome.status = "running"
                 running[name] = time.time()
                 _record_stage(store, run_id, outcome, started=running[name])
                 emit("started", outcome)
                 engine.submit(state.task(name, key, capture_fd=engine.name == "local"))
+            _write_stage_rows(store, deferred)
             if not running:
                 if pending:  # nothing can start: should not happen with a valid DAG
                     raise RunError(f"stages {', '.join(pending)} can never start (their inputs are missing)")
@@ -391,6 +397,7 @@ def run_pipeline(
                 store.heartbeat(run_id)
                 last_beat = time.time()
     except KeyboardInterrupt:
+        _write_stage_rows(store, deferred)
         if engine is not None:
             engine.kill()
             engine = None
