@@ -81,6 +81,7 @@ def chain_notebook(path: Path, stages: int = 100) -> None:
 
 
 def main() -> int:
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="nb2pipe-bench-run-"))
     env = {**os.environ, "NB2PIPE_HOME": str(work / "store"), "MPLBACKEND": "Agg"}
 
@@ -142,7 +143,13 @@ def main() -> int:
         "per_stage<20ms": per_stage_ms < 20,
     }
     result = {
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            # Other work on the machine skews every wall time; the ratios are measured in the same minutes.
+            "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        },
         "notebooks": rows,
         "chain100": {
             "run_s": round(t_chain, 3),
