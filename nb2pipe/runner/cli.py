@@ -67,7 +67,7 @@ def register(sub: Any, export_sub: Any) -> None:
         action="append",
         default=[],
         metavar="STAGE",
-        help="re-run STAGE and after",
+        help="re-run STAGE and all after it",
     )
     p.add_argument("--executor", default="local", metavar="NAME", help="where stages run: local (default), dask")
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address (default: a LocalCluster)")
