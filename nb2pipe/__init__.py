@@ -17,6 +17,10 @@ __all__ = [
     "check",
     "convert",
     "diff",
+    "export_script",
+    "glue",
+    "output_dir",
+    "record",
     "run_pipeline",
     "tag_by_headings",
     "verify",
@@ -25,6 +29,8 @@ __all__ = [
 if TYPE_CHECKING:
     from .converter import Analysis, ConvertResult, analyze, check, convert, diff
     from .errors import Nb2PipeError
+    from .jobs.record import glue, output_dir, record
+    from .script import export_script
     from .runner.run import run_pipeline
     from .runner.verify import verify
     from .tagger import tag_by_headings
@@ -37,7 +43,11 @@ _LAZY = {
     "convert": "converter",
     "diff": "converter",
     "Nb2PipeError": "errors",
+    "export_script": "script",
     "tag_by_headings": "tagger",
+    "record": "jobs.record",
+    "glue": "jobs.record",
+    "output_dir": "jobs.record",
     "run_pipeline": "runner.run",
     "verify": "runner.verify",
 }

@@ -1,7 +1,7 @@
 """The ``nb2pipe`` command line. Heavy imports happen inside the commands so ``--help`` answers instantly.
 
-Exit codes: 0 success, 1 ``check`` found a stale export, 2 bad input (the one-line error names file, cell and
-cause), 130 interrupted.
+Exit codes: 0 success, 1 ``check`` found a stale export (``job run``: the run failed), 2 bad input (the one-line
+error names file, cell and cause), 124 a job timed out, 130 interrupted or cancelled.
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ Handler = Callable[[argparse.Namespace], int]
 # Feature modules that add their own subcommands. Each defines ``register(sub, export_sub)``, which adds parsers
 # to the top-level subparsers (and to ``nb2pipe export FORMAT``) and binds them with ``set_defaults(handler=...)``.
 # They must import lazily, like this module: ``nb2pipe --help`` has to answer instantly.
-COMMAND_MODULES: tuple[str, ...] = ("nb2pipe.runner.cli",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "nb2pipe.script_command",
+    "nb2pipe.jobs.cli",
+    "nb2pipe.scheduler.cli",
+    "nb2pipe.runner.cli",
+)
 
 EXAMPLES = """\
 examples:

@@ -11,7 +11,7 @@ from pathlib import Path
 from .dataflow import Flow, build_flow
 from .effects import StateEffect
 from .emit import Rendered, render
-from .errors import Nb2PipeError, NotebookFormatError
+from .errors import Nb2PipeError, NotebookFormatError, UnsupportedCodeError
 from .magics import parse_cell
 from .notebook import Notebook, read_notebook
 from .output import LOCK, WriteReport, stale_files, write_package
@@ -96,10 +96,19 @@ def analyze(
             except Nb2PipeError:  # a skipped cell may hold anything; it only feeds a hint
                 continue
             skipped_names.update(n for u in units for n in u.binds)
-    units = analyze_cells(parsed, nb.path, _state_table(extra_state))
-    flow = build_flow(plan, units, nb.path, skipped_names, parsed)
     pkg = name or pipeline_name(nb.path)
-    rendered = render(flow, pkg, Path(nb.path).name, nb.path)
+    try:
+        units = analyze_cells(parsed, nb.path, _state_table(extra_state))
+        flow = build_flow(plan, units, nb.path, skipped_names, parsed)
+        rendered = render(flow, pkg, Path(nb.path).name, nb.path)
+    except UnsupportedCodeError as exc:
+        if exc.path is None:  # raised while rendering, which does not know the file
+            raise UnsupportedCodeError(exc.cause, path=nb.path, cell=exc.cell, cell_id=exc.cell_id) from None
+        raise
+    except RecursionError:  # a huge chained expression (x = 1 + 1 + ... thousands of times) that CPython accepts
+        raise UnsupportedCodeError(
+            "an expression is nested too deeply to analyse; split it over several statements", path=nb.path
+        ) from None
     return Analysis(nb, plan, flow, rendered)
 
 

@@ -225,7 +225,7 @@ class _Walk:
         elif name in self.skipped_names:
             hint = "; it is bound only in a cell tagged 'skip': remove the tag or bind it elsewhere"
         else:
-            close = get_close_matches(name, sorted(known | _BUILTINS), n=1)
+            close = get_close_matches(name, sorted((known | _BUILTINS) - {name}), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
         return UnknownNameError(
             f"`{name}` is used but no earlier cell defines it{hint}", name=name, **unit.cell.cell.where(self.path)

@@ -74,7 +74,7 @@ def to_python(source: str, cell: Cell, path: str) -> tuple[cst.Module, bool]:
     Returns the module and whether IPython's translation was used.
     """
     try:
-        return cst.parse_module(source), False
+        return _parse(source, cell, path, check_nesting=not _maybe_ipython(source)), False
     except cst.ParserSyntaxError as first:
         if not _maybe_ipython(source):
             raise _syntax_error(cell, path, source, first) from None
@@ -83,10 +83,41 @@ def to_python(source: str, cell: Cell, path: str) -> tuple[cst.Module, bool]:
 
     translated: str = TransformerManager().transform_cell(source)  # type: ignore[no-untyped-call]
     try:
-        return cst.parse_module(translated), True
+        return _parse(translated, cell, path, check_nesting=True), True
     except cst.ParserSyntaxError:
         # Report the position in the user's text, not in IPython's translation.
         raise _syntax_error(cell, path, translated, error) from None
+
+
+def _parse(source: str, cell: Cell, path: str, *, check_nesting: bool) -> cst.Module:
+    if check_nesting and source.count("(") + source.count("[") + source.count("{") > _MAX_NESTING:
+        # libcst's native parser crashes the process on very deep nesting; CPython's parser refuses it cleanly
+        # ("too many nested parentheses", at 200 levels), so let CPython look first when nesting is possible.
+        python_error = _python_syntax_error(source, cell, path)
+        if python_error is not None:
+            raise python_error
+    try:
+        return cst.parse_module(source)
+    except RecursionError:
+        raise CellSyntaxError("the code is nested too deeply to analyse", **cell.where(path)) from None
+
+
+_MAX_NESTING = 190
+
+
+def _python_syntax_error(source: str, cell: Cell, path: str) -> CellSyntaxError | None:
+    import ast
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(source, "<cell>", "exec", ast.PyCF_ONLY_AST)
+    except SyntaxError as err:
+        return CellSyntaxError(f"invalid Python at line {err.lineno}: {err.msg}", **cell.where(path))
+    except (ValueError, MemoryError, RecursionError) as err:
+        return CellSyntaxError(f"invalid Python: {err}", **cell.where(path))
+    return None
 
 
 def _maybe_ipython(source: str) -> bool:

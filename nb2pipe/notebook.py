@@ -8,6 +8,7 @@ problems as multi-page jsonschema dumps).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,9 @@ class Notebook:
         return Path(self.path).stem
 
 
+_CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
 def _source(value: object, path: str, index: int, cid: str | None) -> str:
     if isinstance(value, str):
         text = value
@@ -70,6 +74,15 @@ def _source(value: object, path: str, index: int, cid: str | None) -> str:
         raise NotebookFormatError(
             "the source contains a NUL character; remove it", path=path, cell=index + 1, cell_id=cid
         )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON escapes can smuggle in unpaired surrogates ("\udcff")
+        raise NotebookFormatError(
+            f"the source contains an invalid character ({text[exc.start]!r} at offset {exc.start}); remove it",
+            path=path,
+            cell=index + 1,
+            cell_id=cid,
+        ) from None
     return text
 
 
@@ -85,11 +98,13 @@ def _tags(metadata: object, path: str, index: int, cid: str | None) -> tuple[str
 def parse_notebook(raw: bytes, path: str) -> Notebook:
     """Parse notebook bytes; raise :class:`NotebookFormatError` with a one-line cause on any defect."""
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a BOM is harmless: accept it
     except UnicodeDecodeError as exc:
         raise NotebookFormatError(f"not UTF-8 text (byte {exc.start}); notebooks are UTF-8 JSON", path=path) from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise NotebookFormatError("not a notebook (JSON nested too deeply)", path=path) from None
     except json.JSONDecodeError as exc:
         raise NotebookFormatError(
             f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
@@ -117,8 +132,13 @@ def parse_notebook(raw: bytes, path: str) -> Notebook:
         if not isinstance(cell, dict):
             raise NotebookFormatError("cell is not an object", path=path, cell=index + 1)
         cid = cell.get("id")
-        if cid is not None and not isinstance(cid, str):
-            raise NotebookFormatError("cell 'id' must be a string", path=path, cell=index + 1)
+        if cid is not None and (not isinstance(cid, str) or not _CELL_ID.fullmatch(cid)):
+            raise NotebookFormatError(
+                f"cell id {cid!r} is invalid: nbformat allows 1-64 letters, digits, '-' and '_' "
+                "(`python -m nbformat.validator` reports it; delete the id to get a new one)",
+                path=path,
+                cell=index + 1,
+            )
         ctype = cell.get("cell_type")
         if ctype not in ("code", "markdown", "raw"):
             raise NotebookFormatError(f"unknown cell_type {ctype!r}", path=path, cell=index + 1, cell_id=cid)

@@ -134,12 +134,114 @@ CREATE TABLE audit (
 );
 """
 
+# Tracked notebook jobs: the kernel's process (its own session, so cancel and orphan reaping can reach it), the
+# declared output folder and the MLflow run a job was logged to; indexes so `job list` stays fast over 100,000 runs.
+_JOBS = """
+ALTER TABLE runs ADD COLUMN kernel_pid INTEGER;
+ALTER TABLE runs ADD COLUMN output_dir TEXT;
+ALTER TABLE runs ADD COLUMN mlflow_run_id TEXT;
+CREATE INDEX runs_by_kind_time ON runs (kind, created_at DESC);
+CREATE INDEX runs_active ON runs (status) WHERE status IN ('queued', 'running');
+"""
+
+# The scheduler (nb2pipe.scheduler): schedules, one row per (schedule, fire time, trigger) so a fire is decided once,
+# one row per attempt (a tracked run whose id the scheduler allocates), and the scheduler processes watching them.
+_SCHEDULES = """
+CREATE TABLE schedules (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    name            TEXT NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind IN ('job', 'pipeline')),
+    target          TEXT NOT NULL,             -- absolute path of the notebook or pipeline directory
+    cron            TEXT NOT NULL,
+    timezone        TEXT NOT NULL,
+    parameters      TEXT NOT NULL DEFAULT '{}',  -- JSON object, typed when the schedule was added
+    catchup         TEXT NOT NULL CHECK (catchup IN ('none', 'latest', 'all')),
+    max_concurrent  INTEGER NOT NULL CHECK (max_concurrent >= 1),
+    retries         INTEGER NOT NULL CHECK (retries >= 0),
+    retry_delay     REAL NOT NULL CHECK (retry_delay >= 0),
+    timeout         REAL CHECK (timeout IS NULL OR timeout > 0),
+    created_at      REAL NOT NULL,
+    paused_at       REAL,
+    cursor          REAL NOT NULL,             -- every fire time <= cursor has been decided (queued or skipped)
+    next_fire       REAL,                      -- first fire time after cursor; NULL when it never fires again
+    deleted_at      REAL                       -- soft delete: history stays
+);
+CREATE UNIQUE INDEX schedules_live_name ON schedules (name) WHERE deleted_at IS NULL;
+CREATE INDEX schedules_due ON schedules (next_fire) WHERE deleted_at IS NULL AND paused_at IS NULL;
+CREATE TABLE schedule_fires (
+    schedule_id  INTEGER NOT NULL REFERENCES schedules(id),
+    fire_time    REAL NOT NULL,                -- UTC epoch seconds
+    trigger      TEXT NOT NULL CHECK (trigger IN ('cron', 'manual')),
+    status       TEXT NOT NULL CHECK (status IN
+                    ('pending', 'running', 'succeeded', 'failed', 'timed-out', 'cancelled', 'skipped')),
+    reason       TEXT,                         -- why it was skipped, or how the last attempt ended
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    not_before   REAL NOT NULL,                -- a retry waits until then
+    updated_at   REAL NOT NULL,
+    PRIMARY KEY (schedule_id, fire_time, trigger)
+);
+CREATE INDEX schedule_fires_open ON schedule_fires (not_before) WHERE status = 'pending';
+CREATE TABLE schedule_attempts (
+    run_id       TEXT PRIMARY KEY,             -- the tracked run (runs.id), allocated here, passed as NB2PIPE_RUN_ID
+    schedule_id  INTEGER NOT NULL,
+    fire_time    REAL NOT NULL,
+    trigger      TEXT NOT NULL,
+    attempt      INTEGER NOT NULL,             -- 1 is the first try
+    status       TEXT NOT NULL CHECK (status IN
+                    ('starting', 'running', 'succeeded', 'failed', 'timed-out', 'cancelled')),
+    detail       TEXT,
+    owner        TEXT NOT NULL,                -- the scheduler instance that watches it (schedulers.id)
+    host         TEXT NOT NULL,
+    pid          INTEGER,                      -- the run's process, leader of its own process group
+    exit_code    INTEGER,
+    log_path     TEXT,
+    started_at   REAL NOT NULL,
+    ended_at     REAL,
+    FOREIGN KEY (schedule_id, fire_time, trigger) REFERENCES schedule_fires (schedule_id, fire_time, trigger),
+    UNIQUE (schedule_id, fire_time, trigger, attempt)
+);
+CREATE UNIQUE INDEX schedule_attempts_one_live ON schedule_attempts (schedule_id, fire_time, trigger)
+    WHERE status IN ('starting', 'running');
+CREATE TABLE schedulers (
+    id            TEXT PRIMARY KEY,            -- host:pid:token
+    host          TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    started_at    REAL NOT NULL,
+    heartbeat_at  REAL NOT NULL,               -- in the scheduler's clock
+    stopped_at    REAL
+);
+"""
+
+# A run started by the scheduler names its schedule and fire time (ISO-8601 UTC), so the history of a run answers
+# "which schedule started this?" without a join through the scheduler's own tables.
+_SCHEDULE_LINK = """
+ALTER TABLE runs ADD COLUMN schedule TEXT;
+ALTER TABLE runs ADD COLUMN scheduled_for TEXT;
+"""
+
 # Append only. Each entry: (unique name, SQL script). Never edit a migration that has shipped.
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", _INITIAL),
+    ("0002_jobs_kernel_and_indexes", _JOBS),
+    ("0003_schedules", _SCHEDULES),
+    ("0004_run_schedule_link", _SCHEDULE_LINK),
     # Pipeline runs: the code version each stage ran (or was cached) with, so a result traces back to its code.
-    ("0002_runner_stage_versions", "ALTER TABLE stage_runs ADD COLUMN version TEXT;"),
+    ("0005_runner_stage_versions", "ALTER TABLE stage_runs ADD COLUMN version TEXT;"),
 ]
+
+
+def scheduled_run() -> tuple[str, dict[str, str]] | None:
+    """The run id and schedule fields a scheduler passed to a run command, or ``None`` outside a scheduled run.
+
+    The scheduler allocates the run id (so it can record the fire before the run starts) and passes it with the
+    schedule's name and fire time in ``NB2PIPE_RUN_ID``, ``NB2PIPE_SCHEDULE`` and ``NB2PIPE_SCHEDULED_FOR``. Both the
+    id and the schedule must be present: a run id alone is what a job's kernel sees, and a command run from inside
+    a job's notebook must not adopt its parent's id.
+    """
+    run_id, schedule = os.environ.get("NB2PIPE_RUN_ID"), os.environ.get("NB2PIPE_SCHEDULE")
+    if not run_id or not schedule:
+        return None
+    return run_id, {"schedule": schedule, "scheduled_for": os.environ.get("NB2PIPE_SCHEDULED_FOR", "")}
 
 
 def store_home(home: str | os.PathLike[str] | None = None) -> Path:

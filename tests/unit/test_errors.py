@@ -328,3 +328,29 @@ def test_cli_error_names_the_cell(tmp_path):
         "`dff` is used but no earlier cell defines it; did you mean 'df'?"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_utf8_bom_is_accepted(tmp_path):
+    from nb2pipe.notebook import read_notebook
+
+    path = tmp_path / "bom.ipynb"
+    source = Path(__file__).resolve().parents[2] / "example_notebooks" / "classification.ipynb"
+    path.write_bytes(b"\xef\xbb\xbf" + source.read_bytes())
+    assert read_notebook(path).cells
+
+
+def test_written_files_get_normal_permissions_and_keep_a_replaced_files_mode(tmp_path):
+    import os
+
+    from nb2pipe.output import write_atomic
+
+    umask = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "new.py", b"x = 1\n")
+        assert (tmp_path / "new.py").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "exec.sh").write_bytes(b"")
+        (tmp_path / "exec.sh").chmod(0o750)
+        write_atomic(tmp_path / "exec.sh", b"echo\n")
+        assert (tmp_path / "exec.sh").stat().st_mode & 0o777 == 0o750
+    finally:
+        os.umask(umask)

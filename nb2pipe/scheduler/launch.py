@@ -1,0 +1,211 @@
+"""Starting a scheduled run: the one place that knows which command runs a notebook job or a pipeline.
+
+The scheduler loop only sees the :class:`Launcher` and :class:`Handle` protocols. The production launcher runs the
+public CLI in a subprocess that leads its own process group (so a timeout or shutdown reaches the kernel and every
+stage process too), with the schedule link in the environment:
+
+- ``NB2PIPE_RUN_ID``: the id the tracked run must use (allocated by the scheduler, recorded with the fire);
+- ``NB2PIPE_SCHEDULE``: the schedule's name;
+- ``NB2PIPE_SCHEDULED_FOR``: the fire time, ISO-8601 UTC (``2026-03-29T01:00:00Z``);
+- ``NB2PIPE_HOME``: the run store the scheduler uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from ..parameters import python_literal
+from .cron import iso_utc
+
+RUN_ID_ENV: Final = "NB2PIPE_RUN_ID"
+SCHEDULE_ENV: Final = "NB2PIPE_SCHEDULE"
+SCHEDULED_FOR_ENV: Final = "NB2PIPE_SCHEDULED_FOR"
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """Everything a launcher needs to start one attempt of one fire."""
+
+    #: The tracked run's id, allocated by the scheduler.
+    run_id: str
+    #: The schedule's name.
+    schedule: str
+    #: ``job`` or ``pipeline``.
+    kind: str
+    target: str
+    #: Typed parameter values, checked when the schedule was added.
+    parameters: Mapping[str, Any]
+    #: The fire time, UTC epoch seconds.
+    scheduled_for: float
+    #: 1 for the first try.
+    attempt: int
+    #: The run store folder.
+    home: Path
+    #: Where the run's stdout and stderr go (None: inherit the scheduler's).
+    log_path: Path | None = None
+
+
+class Handle(Protocol):
+    """A started run, as the loop watches it."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def poll(self) -> int | None:
+        """The exit code once the run's process has ended, else None (never blocks)."""
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the process ends (or ``timeout`` seconds pass: then None)."""
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the run's whole process group (kernel and stage processes included)."""
+
+
+class Launcher(Protocol):
+    """Starts runs. Swap it to change what a scheduled run is; the loop does not care."""
+
+    def launch(self, request: LaunchRequest) -> Handle: ...
+
+
+def cli_command(request: LaunchRequest) -> list[str]:
+    """``nb2pipe job run NOTEBOOK`` or ``nb2pipe run PIPELINE_DIR``, with ``-p`` pairs and ``--json``."""
+    verb = ["job", "run"] if request.kind == "job" else ["run"]
+    argv = [sys.executable, "-m", "nb2pipe", *verb, request.target]
+    for name, value in request.parameters.items():
+        argv += ["-p", name, parameter_text(value)]
+    return [*argv, "--json"]
+
+
+def parameter_text(value: Any) -> str:
+    """The ``-p`` text that :func:`nb2pipe.parameters.coerce` reads back as the same typed value."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value)  # 'nan', 'inf' and plain floats all parse back
+    return python_literal(value)
+
+
+def run_environment(request: LaunchRequest, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env.update(
+        {
+            RUN_ID_ENV: request.run_id,
+            SCHEDULE_ENV: request.schedule,
+            SCHEDULED_FOR_ENV: iso_utc(request.scheduled_for),
+            "NB2PIPE_HOME": str(request.home.absolute()),
+        }
+    )
+    return env
+
+
+class ProcessHandle:
+    """A :class:`Handle` on a child process that leads its own process group."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def poll(self) -> int | None:
+        return self._process.poll()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            return self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def signal(self, sig: int) -> None:
+        if self._process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, sig)
+
+
+class AdoptedHandle:
+    """A :class:`Handle` on a run started by a scheduler that died: only its pid is known.
+
+    Its exit code is known only if it happens to be our child; otherwise the run store tells how it ended.
+    """
+
+    def __init__(self, pid: int | None) -> None:
+        self._pid = pid
+        self._code: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    def poll(self) -> int | None:
+        if self._code is not None or self._pid is None:
+            return self._code if self._pid is not None else -1
+        try:
+            pid, status = os.waitpid(self._pid, os.WNOHANG)
+            if pid == self._pid:
+                self._code = os.waitstatus_to_exitcode(status)
+                return self._code
+        except ChildProcessError:
+            pass
+        from ..runstore import _alive
+
+        if _alive(self._pid):
+            return None
+        self._code = -1  # ended; not our child, so its exit code is lost: the run store has the ending
+        return self._code
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+        return code
+
+    def signal(self, sig: int) -> None:
+        if self._pid is not None and self.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._pid, sig)
+
+
+class SubprocessLauncher:
+    """Runs each attempt as a command in its own process group; by default the public CLI (:func:`cli_command`)."""
+
+    def __init__(
+        self,
+        command: Callable[[LaunchRequest], Sequence[str]] | None = None,
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.command = command
+        self.cwd = cwd
+        self.env = env
+
+    def launch(self, request: LaunchRequest) -> Handle:
+        argv = list((self.command or cli_command)(request))
+        env = run_environment(request, self.env)
+        if request.log_path is None:
+            process = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        else:
+            request.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(request.log_path, "ab") as log:
+                process = subprocess.Popen(
+                    argv,
+                    cwd=self.cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        return ProcessHandle(process)
