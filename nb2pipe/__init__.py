@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from .converter import Analysis, ConvertResult, analyze, check, convert, diff
     from .errors import Nb2PipeError
     from .jobs.record import glue, output_dir, record
-    from .script import export_script
     from .runner.run import run_pipeline
     from .runner.verify import verify
+    from .script import export_script
     from .tagger import tag_by_headings
 
 _LAZY = {

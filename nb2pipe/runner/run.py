@@ -288,7 +288,10 @@ def run_pipeline(
     store.reap_orphans()
     from .. import runstore
 
-    run_id = runstore.new_run_id()
+    # A run started by the scheduler is created under the id it allocated, with its schedule and fire time.
+    scheduled = runstore.scheduled_run()
+    run_id = scheduled[0] if scheduled else runstore.new_run_id()
+    schedule_fields: dict[str, Any] = dict(scheduled[1]) if scheduled else {}
     run_dir = home_path / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     state = _Run(pipeline, home_path, params, run_id, run_dir)
@@ -310,6 +313,7 @@ def run_pipeline(
         pid=os.getpid(),
         pgid=os.getpgid(0),
         executor=executor,
+        **schedule_fields,
     )
     with store.transaction() as db:
         db.executemany(

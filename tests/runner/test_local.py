@@ -290,3 +290,26 @@ def test_independent_stages_run_side_by_side_with_workers(tmp_path: Path, home: 
     ]
     report = run(make_notebook(tmp_path, cells), home, workers=2)
     assert report.status == "succeeded" and ran(report) == {"start", "left", "right", "join"}
+
+
+def test_a_scheduled_run_uses_the_schedulers_run_id_and_records_its_schedule(tmp_path: Path, home: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    nb = make_notebook(tmp_path, CHAIN)
+    env = {
+        **os.environ,
+        "NB2PIPE_HOME": str(home),
+        "NB2PIPE_RUN_ID": "20261127-000000-abcdef",
+        "NB2PIPE_SCHEDULE": "nightly",
+        "NB2PIPE_SCHEDULED_FOR": "2026-11-27T00:00:00+00:00",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "nb2pipe.cli", "run", str(nb), "--json"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["run_id"] == "20261127-000000-abcdef"
+    db = sqlite3.connect(home / "runs.sqlite")
+    row = db.execute("SELECT kind, status, schedule, scheduled_for FROM runs WHERE id = '20261127-000000-abcdef'")
+    assert row.fetchone() == ("pipeline", "succeeded", "nightly", "2026-11-27T00:00:00+00:00")
