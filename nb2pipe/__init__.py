@@ -21,13 +21,17 @@ __all__ = [
     "glue",
     "output_dir",
     "record",
+    "run_pipeline",
     "tag_by_headings",
+    "verify",
 ]
 
 if TYPE_CHECKING:
     from .converter import Analysis, ConvertResult, analyze, check, convert, diff
     from .errors import Nb2PipeError
     from .jobs.record import glue, output_dir, record
+    from .runner.run import run_pipeline
+    from .runner.verify import verify
     from .script import export_script
     from .tagger import tag_by_headings
 
@@ -44,6 +48,8 @@ _LAZY = {
     "record": "jobs.record",
     "glue": "jobs.record",
     "output_dir": "jobs.record",
+    "run_pipeline": "runner.run",
+    "verify": "runner.verify",
 }
 
 

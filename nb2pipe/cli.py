@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "nb2pipe.script_command",
     "nb2pipe.jobs.cli",
     "nb2pipe.scheduler.cli",
+    "nb2pipe.runner.cli",
 )
 
 EXAMPLES = """\

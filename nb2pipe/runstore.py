@@ -225,6 +225,8 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("0002_jobs_kernel_and_indexes", _JOBS),
     ("0003_schedules", _SCHEDULES),
     ("0004_run_schedule_link", _SCHEDULE_LINK),
+    # Pipeline runs: the code version each stage ran (or was cached) with, so a result traces back to its code.
+    ("0005_runner_stage_versions", "ALTER TABLE stage_runs ADD COLUMN version TEXT;"),
 ]
 
 

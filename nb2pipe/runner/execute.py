@@ -1,0 +1,316 @@
+"""Run one stage where an executor put it: load its inputs, restore its state, call it, publish its result.
+
+This module is what runs inside a worker (a local worker process, a Dask worker), so it imports little. A
+:class:`Task` carries everything the stage needs as plain data, including where its inputs live in the cache; the
+worker writes the stage's outputs straight into the cache (write, then rename) and sends back a small
+:class:`Result`. An exception in the user's code is a value here (``Result.failure``), located in the notebook:
+the stage module marks every cell with a ``# --- cell <id> ---`` line, so a traceback line maps to a cell and a line
+within it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import io
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import serialize, state
+from .cache import META, STATE, VALUES, Cache, file_hash
+
+
+@dataclass(frozen=True)
+class Task:
+    """One stage to run, as plain picklable data."""
+
+    run_id: str
+    stage: str
+    module: str
+    function: str
+    #: Directory to put on ``sys.path`` so the pipeline package imports.
+    package_root: str
+    #: Working directory of the stage (the notebook's folder for a notebook target).
+    workdir: str
+    key: str
+    home: str
+    #: Input name -> cache entry directory of the producing stage.
+    inputs: dict[str, str]
+    params: dict[str, Any]
+    #: State key -> cache entry directory of the stage that last changed it.
+    state_in: dict[str, str]
+    state_out: list[str]
+    outputs: list[str]
+    writes: list[str]
+    #: Output name -> stages that read it (named in serialization errors).
+    consumers: dict[str, list[str]]
+    #: Where the stage's stdout and stderr are kept with the run.
+    log_dir: str
+    #: Capture output at the file-descriptor level (child processes, C code); off in threaded workers.
+    capture_fd: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a stage failed, located in the notebook."""
+
+    #: ``exception`` (the user's code raised), ``serialize`` (an output cannot be stored), ``input`` (cache).
+    kind: str
+    ename: str
+    evalue: str
+    cell_id: str | None = None
+    #: 1-based line within the cell.
+    line: int | None = None
+    source: str | None = None
+    traceback: str = ""
+    variable: str | None = None
+    consumers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a worker sends back."""
+
+    stage: str
+    key: str
+    status: str  # 'ran' or 'failed'
+    started_at: float
+    ended_at: float
+    outputs: dict[str, str] = field(default_factory=dict)
+    failure: Failure | None = None
+    stdout: str = ""
+    stderr: str = ""
+    worker: str = ""
+
+
+_INITIAL_ENV: dict[str, str] = dict(os.environ)
+#: How much of a stage's output travels back with its result (all of it stays in the run's log files).
+_KEEP = 200_000
+_BUNDLES: dict[str, dict[str, Any]] = {}
+
+
+def _load_inputs(task: Task) -> dict[str, Any]:
+    by_entry: dict[str, list[str]] = {}
+    for name, entry in task.inputs.items():
+        by_entry.setdefault(entry, []).append(name)
+    values: dict[str, Any] = {}
+    for entry, names in by_entry.items():
+        # One bundle per producer, loaded once: names that were one object there stay one object here.
+        bundle = serialize.load(Path(entry) / VALUES)
+        for name in names:
+            values[name] = bundle[name]
+    return values
+
+
+def _load_state(task: Task) -> dict[str, Any]:
+    snapshot: dict[str, Any] = {}
+    for key, entry in sorted(task.state_in.items()):
+        import pickle
+
+        saved = pickle.loads((Path(entry) / STATE).read_bytes())  # noqa: S301 - our own cache
+        if key in saved:
+            snapshot[key] = saved[key]
+    return snapshot
+
+
+@dataclass
+class _Output:
+    """What a stage printed, filled in when its capture ends."""
+
+    stdout: str = ""
+    stderr: str = ""
+
+
+_SCRATCH: list[Any] = []
+_LOG_DIRS: set[str] = set()
+
+
+def _scratch() -> tuple[Any, Any]:
+    """Two temporary files reused for every stage this process runs (creating files is the slow part)."""
+    if not _SCRATCH:
+        import tempfile
+
+        _SCRATCH.extend([tempfile.TemporaryFile(), tempfile.TemporaryFile()])
+    for fh in _SCRATCH:
+        fh.seek(0)
+        fh.truncate()
+    return _SCRATCH[0], _SCRATCH[1]
+
+
+@contextlib.contextmanager
+def _captured(task: Task) -> Iterator[_Output]:
+    """Send the stage's stdout/stderr to scratch files (or buffers), then keep them with the run if non-empty."""
+    result = _Output()
+    if task.capture_fd:
+        out, err = _scratch()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        try:
+            yield result
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            for fh, attr in ((out, "stdout"), (err, "stderr")):
+                fh.seek(0)
+                setattr(result, attr, fh.read().decode("utf-8", errors="replace"))
+    else:
+        buffers = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buffers[0]), contextlib.redirect_stderr(buffers[1]):
+                yield result
+        finally:
+            result.stdout, result.stderr = buffers[0].getvalue(), buffers[1].getvalue()
+    if result.stdout or result.stderr:
+        if task.log_dir not in _LOG_DIRS:
+            Path(task.log_dir).mkdir(parents=True, exist_ok=True)
+            _LOG_DIRS.add(task.log_dir)
+        for attr in ("stdout", "stderr"):
+            text = getattr(result, attr)
+            if text:
+                (Path(task.log_dir) / f"{task.stage}.{attr}").write_text(text, encoding="utf-8")
+
+
+def locate(tb: traceback.StackSummary, stage_file: str) -> tuple[str | None, int | None, str | None]:
+    """The cell id, the line within that cell, and the source line of the innermost frame in the stage module."""
+    frames = [f for f in tb if os.path.abspath(f.filename) == os.path.abspath(stage_file)]
+    if not frames or frames[-1].lineno is None:
+        return None, None, None
+    lineno = frames[-1].lineno
+    try:
+        lines = Path(stage_file).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None, None, frames[-1].line
+    for i in range(lineno - 1, -1, -1):
+        text = lines[i].strip()
+        if text.startswith("# --- cell ") and text.endswith(" ---"):
+            cell = text[len("# --- cell ") : -len(" ---")]
+            return cell, lineno - 1 - i, lines[lineno - 1].strip()
+    return None, None, lines[lineno - 1].strip() if lineno <= len(lines) else None
+
+
+def _user_traceback(exc: BaseException, package_root: str) -> str:
+    """The traceback without nb2pipe's own frames: it starts at the stage function."""
+    tb = exc.__traceback__
+    root = os.path.abspath(package_root)
+    while tb is not None and not os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(root):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _prepare(task: Task) -> None:
+    # A long-lived worker (Dask) may have imported another version of this package in an earlier run.
+    top = task.module.split(".", 1)[0]
+    loaded = sys.modules.get(top)
+    if loaded is not None and not str(getattr(loaded, "__file__", "") or "").startswith(task.package_root):
+        for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+            del sys.modules[name]
+    if not sys.path or sys.path[0] != task.package_root:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(task.package_root)
+        sys.path.insert(0, task.package_root)
+        importlib.invalidate_caches()
+    if os.environ != _INITIAL_ENV:
+        os.environ.clear()
+        os.environ.update(_INITIAL_ENV)
+    os.chdir(task.workdir)
+
+
+def execute(task: Task, worker: str = "") -> Result:
+    """Run ``task`` here and publish its result in the cache; never raises for a failure of the user's code."""
+    started = time.time()
+    _prepare(task)
+    cache = Cache(Path(task.home))
+    failure: Failure | None = None
+    outputs: dict[str, str] = {}
+    try:
+        kwargs = _load_inputs(task)
+        snapshot = _load_state(task)
+    except Exception as exc:  # a cache entry vanished under us (cache clear during a run)
+        failure = Failure("input", type(exc).__name__, str(exc))
+        return Result(task.stage, task.key, "failed", started, time.time(), failure=failure, worker=worker)
+    kwargs.update(task.params)
+    state.restore(snapshot)
+    module = importlib.import_module(task.module)
+    fn = getattr(module, task.function)
+    with _captured(task) as printed:
+        try:
+            returned = fn(**kwargs)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            text = _user_traceback(exc, task.package_root)
+            sys.stderr.write(text)
+            cell, line, source = locate(traceback.extract_tb(exc.__traceback__), module.__file__ or "")
+            failure = Failure("exception", type(exc).__name__, str(exc), cell, line, source, text)
+    if failure is None:
+        try:
+            outputs = _publish(task, cache, returned, printed)
+        except serialize.UnserializableValue as exc:
+            consumers = tuple(task.consumers.get(exc.name, ()))
+            failure = Failure("serialize", "UnserializableValue", exc.cause, variable=exc.name, consumers=consumers)
+    return Result(
+        task.stage,
+        task.key,
+        "failed" if failure else "ran",
+        started,
+        time.time(),
+        outputs,
+        failure,
+        printed.stdout[-_KEEP:],
+        printed.stderr[-_KEEP:],
+        worker,
+    )
+
+
+def _publish(task: Task, cache: Cache, returned: dict[str, Any], printed: _Output) -> dict[str, str]:
+    import json
+    import pickle
+
+    with cache.writing(task.key) as work:
+        kind, hashes = serialize.dump({k: returned[k] for k in task.outputs}, work / VALUES)
+        snapshot = state.capture(task.state_out)
+        state_hashes: dict[str, str] = {}
+        if snapshot:
+            blobs = {k: serialize.dumps_small(v) for k, v in snapshot.items()}
+            state_hashes = {k: hashlib.sha256(b).hexdigest() for k, b in blobs.items()}
+            (work / STATE).write_bytes(pickle.dumps(snapshot, protocol=5))
+        written: dict[str, str] = {}
+        if task.writes:
+            (work / "files").mkdir()
+            for i, rel in enumerate(task.writes):
+                src = Path(task.workdir) / rel
+                written[rel] = file_hash(src)
+                if src.is_file():
+                    shutil.copy2(src, work / "files" / str(i))
+        for name in ("stdout", "stderr"):
+            if getattr(printed, name):
+                (work / name).write_text(getattr(printed, name), encoding="utf-8")
+        meta = {
+            "stage": task.stage,
+            "version": task.meta.get("version"),
+            "pipeline": task.meta.get("pipeline"),
+            "serializer": kind,
+            "outputs": hashes,
+            "state": state_hashes,
+            "writes": written,
+            "run_id": task.run_id,
+            "created_at": time.time(),
+        }
+        (work / META).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    return hashes

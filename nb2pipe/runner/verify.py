@@ -1,0 +1,238 @@
+"""``nb2pipe verify``: the notebook and its pipeline must compute the same values at every stage boundary.
+
+The notebook is executed with papermill (a real kernel, the same parameters) with a small capture cell after each
+stage's last cell that pickles the values that stage hands to others. It is executed twice: a value that differs
+between two executions of the notebook itself (unseeded randomness, timings) is reported as nondeterministic,
+never as a divergence. The pipeline runs through the normal runner (its cache included: a cached result is, by
+construction, what the stage computes for these inputs), and each output is compared with the notebook's value,
+tolerantly for floats, arrays and DataFrames. The first divergence is reported by stage, variable and cell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import Nb2PipeError
+from . import serialize
+from .compare import difference
+
+CAPTURE_TAG = "nb2pipe-verify-capture"
+
+_CAPTURE = """\
+def _nb2pipe_capture(path, names, namespace):
+    import pickle
+    try:
+        import cloudpickle as pickler
+    except ImportError:
+        pickler = pickle
+    out = {}
+    for name in names:
+        if name in namespace:
+            try:
+                out[name] = pickler.dumps(namespace[name], protocol=5)
+            except Exception:
+                out[name] = None
+    with open(path, "wb") as fh:
+        pickle.dump(out, fh)
+_nb2pipe_capture(%r, %r, globals())
+del _nb2pipe_capture
+"""
+
+
+class VerifyError(Nb2PipeError):
+    """The notebook cannot be verified: it fails by itself, or its kernel cannot start."""
+
+
+@dataclass(frozen=True)
+class ValueCheck:
+    """One value at one stage boundary."""
+
+    stage: str
+    name: str
+    #: ``equal``, ``diverged``, ``nondeterministic`` or ``unavailable`` (the notebook's value cannot be pickled).
+    status: str
+    cell: int | None = None
+    cell_id: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class VerifyReport:
+    notebook: str
+    run_id: str
+    pipeline_status: str
+    checks: list[ValueCheck] = field(default_factory=list)
+    pipeline_error: str = ""
+
+    @property
+    def divergences(self) -> list[ValueCheck]:
+        return [c for c in self.checks if c.status == "diverged"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.divergences and self.pipeline_status == "succeeded"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "notebook": self.notebook,
+            "run_id": self.run_id,
+            "pipeline_status": self.pipeline_status,
+            "pipeline_error": self.pipeline_error or None,
+            "equivalent": self.ok,
+            "checks": [c.__dict__ for c in self.checks],
+        }
+
+
+def _instrument(notebook: Path, analysis: Any, capture_dir: Path) -> dict[str, Any]:
+    """The notebook JSON with a capture cell after each stage's last cell."""
+    nb: dict[str, Any] = json.loads(notebook.read_text(encoding="utf-8"))
+    after: dict[int, list[tuple[str, list[str]]]] = {}
+    for stage in analysis.flow.stages:
+        if not stage.outputs or not stage.cells:
+            continue
+        last = max(c.cell.index for c in stage.cells)
+        after.setdefault(last, []).append((stage.name, list(stage.outputs)))
+    cells: list[dict[str, Any]] = []
+    for index, cell in enumerate(nb["cells"]):
+        cells.append(cell)
+        for stage_name, names in after.get(index, []):
+            source = _CAPTURE % (str(capture_dir / f"{stage_name}.pkl"), names)
+            cells.append(
+                {
+                    "cell_type": "code",
+                    "execution_count": None,
+                    "id": f"nb2pipe-capture-{len(cells)}",
+                    "metadata": {"tags": [CAPTURE_TAG]},
+                    "outputs": [],
+                    "source": source,
+                }
+            )
+    nb["cells"] = cells
+    nb.setdefault("nbformat_minor", 5)
+    if nb.get("nbformat_minor", 0) < 5:
+        nb["nbformat_minor"] = 5
+    return nb
+
+
+def _execute(source: Path, out: Path, parameters: Mapping[str, Any], cwd: Path, kernel: str | None) -> None:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(out),
+            parameters=dict(parameters),
+            kernel_name=kernel,
+            progress_bar=False,
+            cwd=str(cwd),
+        )
+    except PapermillExecutionError as exc:
+        raise VerifyError(
+            f"the notebook itself fails (cell {exc.cell_index + 1}): {exc.ename}: {exc.evalue}; fix it before "
+            "verifying the pipeline"
+        ) from None
+
+
+def _captured(capture_dir: Path, stage: str) -> dict[str, bytes | None]:
+    path = capture_dir / f"{stage}.pkl"
+    if not path.exists():
+        return {}
+    data: dict[str, bytes | None] = pickle.loads(path.read_bytes())  # noqa: S301 - written by our capture cell
+    return data
+
+
+def _binding_cells(analysis: Any) -> dict[tuple[str, str], Any]:
+    """(stage, name) -> the notebook cell that last binds or modifies ``name`` in that stage."""
+    out: dict[tuple[str, str], Any] = {}
+    for stage in analysis.flow.stages:
+        for unit in stage.body:
+            for name in list(unit.binds) + list(unit.mutates):
+                out[(stage.name, name)] = unit.cell.cell
+    return out
+
+
+def verify(
+    notebook: str | os.PathLike[str],
+    *,
+    pairs: Sequence[tuple[str, str]] = (),
+    files: Sequence[str] = (),
+    home: str | os.PathLike[str] | None = None,
+    kernel: str | None = None,
+    executions: int = 2,
+) -> VerifyReport:
+    """Execute the notebook (papermill) and its pipeline with the same parameters; compare every boundary value."""
+    from ..converter import analyze
+    from ..parameters import from_pipeline, resolve
+    from .run import describe_failure, run_pipeline
+
+    path = Path(notebook)
+    analysis = analyze(path)
+    overrides = resolve(from_pipeline(analysis.flow.parameters), pairs, files, target=str(path))
+    kernel = kernel or _kernel_name(analysis)
+    with tempfile.TemporaryDirectory(prefix="nb2pipe-verify-") as tmp_name:
+        tmp = Path(tmp_name)
+        dirs = [tmp / f"exec{i}" for i in range(max(1, executions))]
+        sources = []
+        for d in dirs:
+            d.mkdir()
+            source = d / "instrumented.ipynb"
+            source.write_text(json.dumps(_instrument(path, analysis, d)), encoding="utf-8")
+            sources.append(source)
+        with ThreadPoolExecutor(max_workers=len(dirs)) as pool:
+            futures = [
+                pool.submit(_execute, s, d / "executed.ipynb", overrides, path.resolve().parent, kernel)
+                for s, d in zip(sources, dirs, strict=True)
+            ]
+            report_run = run_pipeline(path, values=overrides, home=home)
+            for f in futures:
+                f.result()
+        report = VerifyReport(str(path), report_run.run_id, report_run.status)
+        failed = [o for o in report_run.stages if o.status == "failed"]
+        if failed:
+            report.pipeline_error = describe_failure(failed[0], report_run.cells)
+        cells = _binding_cells(analysis)
+        for outcome in report_run.stages:
+            if outcome.location is None:
+                continue
+            pipeline_values = serialize.load(Path(outcome.location) / "values.bin")
+            captures = [_captured(d, outcome.name) for d in dirs]
+            for name in pipeline_values:
+                cell = cells.get((outcome.name, name))
+                where = {"cell": cell.number if cell else None, "cell_id": cell.id if cell else None}
+                blobs = [c.get(name) for c in captures]
+                if any(b is None for b in blobs):
+                    report.checks.append(
+                        ValueCheck(outcome.name, name, "unavailable", **where, detail="not picklable in the kernel")
+                    )
+                    continue
+                values = [pickle.loads(b) for b in blobs if b is not None]  # noqa: S301 - our capture
+                unstable = next((found for v in values[1:] if (found := difference(values[0], v, name))), None)
+                if unstable:
+                    report.checks.append(ValueCheck(outcome.name, name, "nondeterministic", **where, detail=unstable))
+                    continue
+                diverged = difference(values[0], pipeline_values[name], name)
+                status = "diverged" if diverged else "equal"
+                report.checks.append(ValueCheck(outcome.name, name, status, **where, detail=diverged or ""))
+    return report
+
+
+def _kernel_name(analysis: Any) -> str | None:
+    spec = analysis.notebook.metadata.get("kernelspec")
+    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+        try:
+            KernelSpecManager().get_kernel_spec(spec["name"])
+            return str(spec["name"])
+        except NoSuchKernel:
+            return "python3"
+    return "python3"

@@ -1,0 +1,52 @@
+"""A local worker process: ``python -m nb2pipe.runner.worker``, driven by the local executor over pipes.
+
+It reads pickled :class:`~nb2pipe.runner.execute.Task` objects from stdin and writes one pickled
+:class:`~nb2pipe.runner.execute.Result` per task to the pipe that was its stdout; its own file descriptors 1 and 2
+point at the running stage's log files, so a stray print can never corrupt the protocol. It ignores Ctrl-C (the
+orchestrator decides, and kills it) and, on Linux, dies with its parent, so a killed run leaves no worker behind.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+
+
+def _die_with_parent() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    if os.getppid() == 1:
+        return 1
+    channel = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    requests = sys.stdin.buffer
+    from .execute import execute
+
+    name = f"local:{os.getpid()}"
+    while True:
+        try:
+            task = pickle.load(requests)  # noqa: S301 - from our own parent process
+        except EOFError:
+            return 0
+        result = execute(task, name)
+        pickle.dump(result, channel, protocol=5)
+        channel.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""``nb2pipe verify``: papermill executes the notebook (twice), the runner the pipeline; boundary values compared."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nb2pipe.runner import serialize
+from nb2pipe.runner.cache import VALUES
+from nb2pipe.runner.verify import verify
+from tests.helpers import make_notebook
+from tests.runner.conftest import EXAMPLES, cli, run
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.ipynb")))
+def test_example_notebooks_verify(tmp_path: Path, name: str) -> None:
+    nb = tmp_path / name
+    shutil.copy(EXAMPLES / name, nb)
+    report = verify(nb, home=tmp_path / "store")
+    assert report.pipeline_status == "succeeded"
+    assert report.checks and report.divergences == []
+    assert {c.status for c in report.checks} == {"equal"}, [c for c in report.checks if c.status != "equal"]
+
+
+def test_parameters_reach_both_sides(tmp_path: Path) -> None:
+    nb = tmp_path / "sweep_parameters.ipynb"
+    shutil.copy(EXAMPLES / "sweep_parameters.ipynb", nb)
+    home = tmp_path / "store"
+    report = verify(nb, home=home, pairs=[("n_estimators", "7")])
+    assert report.ok and {c.status for c in report.checks} == {"equal"}
+    import sqlite3
+
+    db = sqlite3.connect(home / "runs.sqlite")
+    assert db.execute("SELECT value FROM run_parameters WHERE name = 'n_estimators'").fetchone()[0] == "7"
+
+
+def test_unseeded_randomness_is_nondeterministic_not_a_divergence(tmp_path: Path) -> None:
+    cells = [
+        ("import random", ["shared"]),
+        ("noise = random.random()\nfixed = 3", ["stage:draw"]),
+        ("total = noise + fixed", ["stage:use"]),
+    ]
+    report = verify(make_notebook(tmp_path, cells), home=tmp_path / "store")
+    by_name = {c.name: c.status for c in report.checks}
+    assert by_name["noise"] == "nondeterministic" and by_name["fixed"] == "equal"
+    assert report.ok
+
+
+def test_divergence_is_reported_by_stage_variable_and_cell(tmp_path: Path) -> None:
+    cells = [
+        ("base = 10", ["parameters"]),
+        ("values = [base, base * 2]\nlabel = 'x'", ["stage:make"]),
+        ("total = sum(values)", ["stage:use"]),
+    ]
+    nb = make_notebook(tmp_path, cells)
+    home = tmp_path / "store"
+    first = run(nb, home)
+    # Simulate a runner that returns a wrong result: corrupt the cached value the pipeline will reuse.
+    entry = Path(first.stages[0].location or "")
+    values = serialize.load(entry / VALUES)
+    values["values"] = [10, 21]
+    serialize.dump(values, entry / VALUES)
+    proc = cli(["verify", str(nb)], home)
+    assert proc.returncode == 1, proc.stderr
+    assert "first divergence: stage 'make', variable `values` (set in cell 2 (id c1))" in proc.stderr
+    assert "[1]: 20 != 21" in proc.stderr
