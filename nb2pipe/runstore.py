@@ -288,15 +288,30 @@ class RunStore:
             self.home.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._enable_wal()
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=30000")
             self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open the run store: {exc}") from exc
 
     # -- plumbing -------------------------------------------------------------------------------------------------
+
+    def _enable_wal(self, deadline: float = 30.0) -> None:
+        """Switch a new database to WAL. The switch needs an exclusive lock and SQLite does not run the busy handler
+        for it, so several processes opening a brand-new store at once get "database is locked": retry instead."""
+        give_up = time.monotonic() + deadline
+        delay = 0.01
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > give_up:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     def close(self) -> None:
         self._db.close()

@@ -175,3 +175,23 @@ def test_home_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert runstore.store_home() == tmp_path / "elsewhere"
     monkeypatch.delenv("NB2PIPE_HOME")
     assert runstore.store_home() == Path(".nb2pipe")
+
+
+def _opener(home: str, barrier: object) -> None:
+    barrier.wait()  # type: ignore[attr-defined]
+    with RunStore(home) as store:
+        store.create_run("job", "x.ipynb")
+
+
+def test_many_processes_opening_a_new_store_at_once(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(12)
+    procs = [ctx.Process(target=_opener, args=(str(tmp_path / "fresh"), barrier)) for _ in range(12)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    with RunStore(tmp_path / "fresh") as store:
+        assert store.query("SELECT count(*) FROM runs")[0][0] == 12
+        assert store.query("PRAGMA journal_mode")[0][0] == "wal"
