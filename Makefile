@@ -41,11 +41,17 @@ $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 demo: $(STAMP)
+	$(VENV)/bin/nb2pipe analyze $(DEMO_NB)
 	$(VENV)/bin/nb2pipe convert $(DEMO_NB) -o $(DEMO_OUT)
 	$(VENV)/bin/nb2pipe check $(DEMO_NB) -o $(DEMO_OUT)
-	$(VENV)/bin/nb2pipe analyze $(DEMO_NB)
-	cd $(DEMO_OUT) && ../../$(PY) -m sweep_parameters -p n_estimators 50
-	@echo "demo: pipeline written to $(DEMO_OUT)/sweep_parameters"
+	@echo "--- run the pipeline (fresh worker processes, content-addressed cache in $(DEMO_OUT)/.nb2pipe)"
+	cd $(DEMO_OUT) && ../../$(VENV)/bin/nb2pipe run sweep_parameters -p n_estimators 50
+	@echo "--- run it again: nothing changed, so every stage comes from the cache"
+	cd $(DEMO_OUT) && ../../$(VENV)/bin/nb2pipe run sweep_parameters -p n_estimators 50
+	@echo "--- the notebook itself as a tracked papermill job, recorded in the same run store"
+	$(VENV)/bin/nb2pipe job run $(DEMO_NB) -p n_estimators 50 --home $(DEMO_OUT)/.nb2pipe
+	$(VENV)/bin/nb2pipe job list --home $(DEMO_OUT)/.nb2pipe
+	@echo "demo: pipeline in $(DEMO_OUT)/sweep_parameters, runs in $(DEMO_OUT)/.nb2pipe"
 
 test: $(STAMP) $(LABEXT) $(CHROMIUM)
 	$(VENV)/bin/ruff check nb2pipe tests benchmarks
