@@ -227,6 +227,9 @@ class SchedulesHandler(Nb2PipeHandler):
             raise tornado.web.HTTPError(400, "a schedule needs a name and a cron expression")
         target = relative_to_root(self.root, resolve_inside(self.root, body.get("path"), kind="path"))
         await self.cli(add_args(body, target), 201)
+        host = self.settings.get("nb2pipe_scheduler")
+        if host is not None:
+            host.ensure_started()  # the first schedule: start the loop this server hosts
 
 
 class ScheduleHandler(SchedulesHandler):
