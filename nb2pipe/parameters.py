@@ -226,6 +226,29 @@ def resolve(
     return out
 
 
+def add_parameter_options(
+    parser: Any,
+    *,
+    files: bool = True,
+    help: str = "set a parameter; the value is typed like its default in the parameters cell (repeatable)",
+) -> None:
+    """Add papermill's ``-p NAME VALUE`` (and ``-f FILE``) to an argparse parser, the same for every command.
+
+    The values arrive as ``args.parameter`` (list of [name, text] pairs) and ``args.parameters_file``; hand them to
+    :func:`resolve`.
+    """
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help=help)
+    if files:
+        parser.add_argument(
+            "-f",
+            "--parameters-file",
+            action="append",
+            default=[],
+            metavar="YAML",
+            help="parameters from a YAML file (repeatable; later files and -p win)",
+        )
+
+
 def from_pipeline(parameters: Iterable[Any]) -> list[Declared]:
     """Adapt the converter's :class:`~nb2pipe.dataflow.Parameter` list (same fields) to :class:`Declared`."""
     return [Declared(p.name, p.type, p.default, p.default_code) for p in parameters]

@@ -491,7 +491,7 @@ class RunStore:
         )
         reaped = []
         for row in candidates:
-            if row["host"] == host and row["pid"] and _alive(row["pid"]):
+            if row["host"] == host and row["pid"] and pid_alive(row["pid"]):
                 continue
             if self.finish_run(row["id"], "failed", status_detail="killed: the run's process ended without a result"):
                 reaped.append(row["id"])
@@ -522,7 +522,8 @@ def _user() -> str:
         return str(os.getuid())
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -35,16 +35,9 @@ def _home(p: argparse.ArgumentParser) -> None:
 
 def _run_options(p: argparse.ArgumentParser, parameters: bool = True) -> None:
     if parameters:
-        p.add_argument(
-            "-p",
-            "--parameter",
-            nargs=2,
-            action="append",
-            default=[],
-            metavar=("NAME", "VALUE"),
-            help="set a parameter (typed like its default in the notebook's parameters cell)",
-        )
-        p.add_argument("-f", "--parameters-file", action="append", default=[], metavar="FILE", help="YAML parameters")
+        from ..parameters import add_parameter_options
+
+        add_parameter_options(p)
     p.add_argument("--kernel", metavar="NAME", help="kernel to run (default: the notebook's kernelspec)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="limit for the whole run (kernel start included)")
     p.add_argument("--cell-timeout", type=float, metavar="SECONDS", help="limit for each cell")

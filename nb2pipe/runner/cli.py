@@ -28,18 +28,9 @@ examples:
 
 
 def _add_params(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="set a parameter; the value is typed like its default (repeatable)",
-    )
-    p.add_argument(
-        "-f", "--parameters-file", action="append", default=[], metavar="YAML", help="parameters from a YAML file"
-    )
+    from ..parameters import add_parameter_options
+
+    add_parameter_options(p)
     p.add_argument(
         "--home", metavar="DIR", help="where results and the run store live (default: $NB2PIPE_HOME or .nb2pipe)"
     )

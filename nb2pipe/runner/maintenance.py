@@ -7,7 +7,6 @@ cache keys each stage run used) and removes the leftovers of killed runs (``cach
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -56,16 +55,6 @@ def clear(home: Path, *, pipeline: str | None = None, stage: str | None = None) 
     return count
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def gc(home: Path, *, keep_days: float = 30.0) -> tuple[int, int, int]:
     """Remove unused results, abandoned temporary entries and old converted packages; return the three counts."""
     cache = Cache(home)
@@ -86,12 +75,14 @@ def gc(home: Path, *, keep_days: float = 30.0) -> tuple[int, int, int]:
         if entry.key in used or float(entry.meta.get("created_at", 0.0)) >= cutoff:
             continue
         removed += cache.remove(entry.key)
+    from ..runstore import pid_alive
+
     tmp = 0
     if cache.tmp.is_dir():
         for path in cache.tmp.iterdir():
             parts = path.name.split("-")
             pid = int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
-            if pid is None or not _pid_alive(pid):
+            if pid is None or not pid_alive(pid):
                 shutil.rmtree(path, ignore_errors=True)
                 tmp += 1
     packages = 0

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from ..errors import Nb2PipeError
+from ..parameters import add_parameter_options
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -61,15 +62,7 @@ def register(sub: Any, export_sub: Any) -> None:
     p.add_argument("name", help="the schedule's name (letters, digits, '.', '_', '-')")
     p.add_argument("target", help="a notebook (a tracked job) or a converted pipeline directory (a pipeline run)")
     p.add_argument("--cron", required=True, metavar="EXPR", help='cron expression, e.g. "30 2 * * *"')
-    p.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="parameter for every run, checked now against the target (repeatable)",
-    )
+    add_parameter_options(p, files=False, help="parameter for every run, checked now against the target (repeatable)")
     p.add_argument("--timezone", metavar="TZ", help="IANA zone the cron times are read in (default: this machine's)")
     p.add_argument(
         "--catchup",

@@ -154,9 +154,9 @@ class AdoptedHandle:
                 return self._code
         except ChildProcessError:
             pass
-        from ..runstore import _alive
+        from ..runstore import pid_alive
 
-        if _alive(self._pid):
+        if pid_alive(self._pid):
             return None
         self._code = -1  # ended; not our child, so its exit code is lost: the run store has the ending
         return self._code

@@ -415,7 +415,7 @@ class ScheduleStore:
 
     def orphaned_attempts(self, instance: str, now: float, stale_after: float) -> list[sqlite3.Row]:
         """Live attempts whose scheduler stopped, died (same host, process gone) or stopped heartbeating."""
-        from ..runstore import _alive
+        from ..runstore import pid_alive
 
         rows = self.runs.query(
             "SELECT a.*, s.host AS owner_host, s.pid AS owner_pid, s.heartbeat_at AS owner_heartbeat, "
@@ -430,7 +430,7 @@ class ScheduleStore:
                 r["owner_heartbeat"] is None
                 or r["owner_stopped"] is not None
                 or r["owner_heartbeat"] < now - stale_after
-                or (r["owner_host"] == host and not _alive(r["owner_pid"]))
+                or (r["owner_host"] == host and not pid_alive(r["owner_pid"]))
             )
             if gone:
                 out.append(r)
