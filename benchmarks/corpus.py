@@ -115,7 +115,7 @@ def _env(venv: Path) -> dict[str, str]:
 
 def select(venv: Path, candidates: list[Path], jobs: int) -> dict[str, dict[str, Any]]:
     """Which candidates execute offline in under a minute (cached by notebook hash)."""
-    cache_file = cache_dir() / "selection.json"
+    cache_file = cache_dir() / f"selection-{venv.name}.json"  # per environment: what runs depends on what is installed
     cache: dict[str, dict[str, Any]] = json.loads(cache_file.read_text()) if cache_file.exists() else {}
     found: dict[str, dict[str, Any]] = {}
 
