@@ -341,6 +341,8 @@ class ModuleAnalysis:
         for scope in _scopes(self.scopes):
             for access in scope.accesses:
                 node = access.node
+                if isinstance(node, cst.Attribute):  # `os.path.join` after `import os.path`: libcst's access node
+                    node = _root_name(node) or node  # is the dotted chain; the name read is its root, `os`
                 if not isinstance(node, cst.Name) or id(node) in match_names or id(node) in self.match_keywords:
                     continue
                 if not self._is_global(access.referents):

@@ -34,3 +34,17 @@ def test_loop_and_with_targets_read_in_their_body_are_local(tmp_path):
     a = run(tmp_path, cells)
     assert stages(a)["b"].inputs == {"t": "a"}  # `i` comes from b's own loop, never from a
     assert stages(a)["a"].outputs == ["t"]
+
+
+def test_dotted_imports_reach_the_stages_that_use_them(tmp_path):
+    # Found by the real-notebook corpus (arch, dowhy): `import arch.data.sp500` above the first stage, then
+    # `arch.data.sp500.load()` in a stage gave NameError: libcst records that read as the dotted chain.
+    cells = [
+        ("import logging.config\nimport os.path", []),
+        ("x = os.path.join('a', 'b')", ["stage:a"]),
+        ("logging.config.dictConfig({'version': 1})\ny = x", ["stage:b"]),
+    ]
+    a = run(tmp_path, cells)
+    assert stages(a)["a"].imports == ["import os.path"]
+    assert stages(a)["b"].imports == ["import logging.config"]
+    assert_compiles(a)
