@@ -228,10 +228,16 @@ def fidelity(venv: Path, path: Path, work: Path) -> Outcome:
     if proc.returncode == 0:
         return Outcome(name, "reproduced", stages, len(checks), nondet, seconds=seconds)
     if proc.returncode == 1:
-        return Outcome(name, "diverged", stages, len(checks), nondet, proc.stderr.strip()[-400:], seconds)
+        return Outcome(name, "diverged", stages, len(checks), nondet, _nb2pipe_lines(proc.stderr), seconds)
     if proc.returncode == 2 and _one_line_error(proc.stderr):
-        return Outcome(name, "refused", stages, len(checks), nondet, proc.stderr.strip(), seconds)
+        return Outcome(name, "refused", stages, len(checks), nondet, _nb2pipe_lines(proc.stderr), seconds)
     return Outcome(name, "crashed", stages, len(checks), nondet, proc.stderr.strip()[-600:], seconds)
+
+
+def _nb2pipe_lines(stderr: str) -> str:
+    """The lines nb2pipe itself printed (kernels add warnings around them)."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip().startswith("nb2pipe:")]
+    return " ".join(lines) if lines else stderr.strip()[-400:]
 
 
 def _one_line_error(stderr: str) -> bool:
@@ -362,7 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="notebooks processed at once (default 2)")
     parser.add_argument("--soorgeon", action="store_true", help="also run soorgeon + ploomber on the corpus")
     parser.add_argument("--select-only", action="store_true", help="only build the corpus (which notebooks run)")
+    parser.add_argument("--report-only", action="store_true", help="re-render fidelity.md from fidelity.json")
     args = parser.parse_args(argv)
+    if args.report_only:
+        data = json.loads((RESULTS / "fidelity.json").read_text())
+        outcomes = [Outcome(**{**o, "detail": _nb2pipe_lines(o["detail"])}) for o in data["outcomes"]]
+        selection = {**{o.notebook: {"ok": True} for o in outcomes}, **data["excluded"]}
+        write_report(outcomes, selection, data.get("soorgeon", {}))
+        return 0
 
     venv = ensure_venv("venv", CORPUS_REQUIREMENTS, editable=True)
     candidates = corpus_candidates()
