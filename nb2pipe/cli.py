@@ -50,6 +50,17 @@ def _state_pairs(values: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def add_state_option(p: argparse.ArgumentParser) -> None:
+    """``--state QUALNAME=KEY`` (read back with :func:`_state_pairs`), for every command that converts."""
+    p.add_argument(
+        "--state",
+        action="append",
+        default=[],
+        metavar="QUALNAME=KEY",
+        help="declare that calling QUALNAME (e.g. mylib.set_seed) changes process-wide state KEY (repeatable)",
+    )
+
+
 def _convert_options(p: argparse.ArgumentParser, output_required: bool = True, many: bool = False) -> None:
     if many:
         p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="tagged notebooks (pre-commit passes many)")
@@ -64,13 +75,7 @@ def _convert_options(p: argparse.ArgumentParser, output_required: bool = True, m
         action="store_true",
         help="keep shell commands and unknown magics, run through IPython at run time, instead of refusing",
     )
-    p.add_argument(
-        "--state",
-        action="append",
-        default=[],
-        metavar="QUALNAME=KEY",
-        help="declare that calling QUALNAME (e.g. mylib.set_seed) changes process-wide state KEY (repeatable)",
-    )
+    add_state_option(p)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,13 +36,9 @@ def register(sub: Any, export_sub: Any) -> None:
     p.add_argument("notebook", help="the tagged notebook (.ipynb); it is never modified")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the script to write; '-' prints it")
     p.add_argument("--name", help="pipeline name shown in the script (default: from the notebook's file name)")
-    p.add_argument(
-        "--state",
-        action="append",
-        default=[],
-        metavar="QUALNAME=KEY",
-        help="declare that calling QUALNAME (e.g. mylib.set_seed) changes process-wide state KEY (repeatable)",
-    )
+    from .cli import add_state_option
+
+    add_state_option(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(handler=_cmd_script)
 

@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -105,14 +105,15 @@ class _Heartbeat(threading.Thread):
 
 
 @contextlib.contextmanager
-def _cancel_on_signals(control: RunControl, enabled: bool) -> Iterator[None]:
-    """Ctrl-C or SIGTERM cancel the run cleanly (main thread only); a second one kills the kernel at once."""
-    if not enabled or threading.current_thread() is not threading.main_thread():
+def on_stop_signals(callback: Callable[[str], None]) -> Iterator[None]:
+    """While the block runs, Ctrl-C or SIGTERM call ``callback("cancelled: SIGINT")`` instead of raising; the
+    previous handlers come back afterwards. Signal handlers exist only in the main thread: elsewhere, no-op."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: object) -> None:
-        control.cancel(f"cancelled: {signal.Signals(signum).name}")
+        callback(f"cancelled: {signal.Signals(signum).name}")
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -120,6 +121,16 @@ def _cancel_on_signals(control: RunControl, enabled: bool) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def _cancel_on_signals(control: RunControl, enabled: bool) -> Iterator[None]:
+    """Ctrl-C or SIGTERM cancel the run cleanly (main thread only); a second one kills the kernel at once."""
+    if not enabled:
+        yield
+        return
+    with on_stop_signals(control.cancel):
+        yield
 
 
 def _inject(nb: Any, parameters: Mapping[str, Any]) -> int | None:

@@ -12,14 +12,13 @@ import ast
 import contextlib
 import itertools
 import os
-import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..parameters import Declared, notebook_parameters, resolve
-from .execute import JobResult, cancel_local
+from .execute import JobResult, cancel_local, on_stop_signals
 
 
 def split_values(param: Declared | None, text: str) -> list[Any]:
@@ -64,20 +63,12 @@ def combinations(
 
 @contextlib.contextmanager
 def _cancel_all_on_signals(stop: threading.Event) -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
+    def cancel(reason: str) -> None:
         stop.set()
-        cancel_local(f"cancelled: {signal.Signals(signum).name}")
+        cancel_local(reason)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_stop_signals(cancel):
         yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def sweep(
