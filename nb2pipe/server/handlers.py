@@ -24,8 +24,8 @@ from ..runstore import HOME_ENV, RunStore, StoreError
 from .analysis import analyze_json, error_json
 from .launcher import KINDS, Launcher
 from .paths import relative_to_root, resolve_inside
-from .runs import list_runs, show_run
-from .schedules import CommandError, add_args, run_cli
+from .runs import executed_notebook, list_runs, show_run
+from .schedules import CommandError, add_args, for_panel, run_cli
 
 AUTH_RESOURCE = "nb2pipe"
 
@@ -194,6 +194,36 @@ class RunHandler(Nb2PipeHandler):
         self.reply(run)
 
 
+class NotebookHandler(Nb2PipeHandler):
+    """``GET /runs/ID/notebook``: the run's executed notebook (nbformat JSON, outputs included), read-only.
+
+    The run folder is hidden from the contents manager (``.nb2pipe/runs/ID``), so the sidebar reads the notebook
+    here and shows it in a read-only notebook view. Only a file the run store names as the run's executed notebook
+    is served, and only from inside the server root or the run store folder.
+    """
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        store = self.open_store()
+        try:
+            run = show_run(store, self.launcher, run_id)
+        finally:
+            if store is not None:
+                store.close()
+        if run is None:
+            raise tornado.web.HTTPError(404, f"no run {run_id}")
+        path = executed_notebook(run, self.launcher)
+        if path is None:
+            raise tornado.web.HTTPError(404, f"run {run['id']} has no executed notebook")
+        raw = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
+        try:
+            notebook = json.loads(raw)
+        except ValueError:
+            raise tornado.web.HTTPError(409, f"run {run['id']}: the executed notebook is not readable JSON") from None
+        self.reply(notebook)
+
+
 class CancelHandler(Nb2PipeHandler):
     """``POST /runs/ID/cancel``: stop a run this server started (SIGTERM to its process group)."""
 
@@ -217,7 +247,19 @@ class SchedulesHandler(Nb2PipeHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        await self.cli(["schedule", "list", "--json"])
+        path = self.get_query_argument("path", None)
+        if path:
+            path = relative_to_root(self.root, resolve_inside(self.root, path, must_exist=False))
+        try:
+            schedules = await run_cli(["schedule", "list", "--json"], cwd=self.root, home=self.launcher.home)
+        except CommandError as exc:
+            raise tornado.web.HTTPError(exc.code, exc.message) from None
+        store = self.open_store()
+        try:
+            self.reply(for_panel(schedules, self.root, store, path))
+        finally:
+            if store is not None:
+                store.close()
 
     @tornado.web.authenticated
     @authorized
@@ -242,8 +284,19 @@ class ScheduleHandler(SchedulesHandler):
 
     @tornado.web.authenticated
     @authorized
-    async def post(self, name: str, verb: str) -> None:
-        await self.cli(["schedule", verb, name])
+    async def post(self, name: str, verb: str | None = None) -> None:
+        """Pause or resume; the answer is the command's line (``output``) and the schedule as it now is."""
+        if verb is None:
+            raise tornado.web.HTTPError(405, "POST /schedules/NAME/pause or /resume")
+        try:
+            said = await run_cli(["schedule", verb, name], cwd=self.root, home=self.launcher.home)
+            shown = await run_cli(["schedule", "show", name, "--json"], cwd=self.root, home=self.launcher.home)
+        except CommandError as exc:
+            raise tornado.web.HTTPError(exc.code, exc.message) from None
+        host = self.settings.get("nb2pipe_scheduler")
+        if host is not None and verb == "resume":
+            host.ensure_started()
+        self.reply({**(shown if isinstance(shown, dict) else {}), **(said if isinstance(said, dict) else {})})
 
     @tornado.web.authenticated
     @authorized
@@ -261,6 +314,7 @@ def handlers(base_url: str) -> list[tuple[str, type[APIHandler]]]:
         (f"{api}/runs", RunsHandler),
         (f"{api}/runs/{name}", RunHandler),
         (f"{api}/runs/{name}/cancel", CancelHandler),
+        (f"{api}/runs/{name}/notebook", NotebookHandler),
         (f"{api}/schedules", SchedulesHandler),
         (f"{api}/schedules/{name}", ScheduleHandler),
         (f"{api}/schedules/{name}/(pause|resume)", ScheduleHandler),

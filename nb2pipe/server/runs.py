@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from ..runstore import RunStore, UnknownRunError
@@ -18,6 +19,22 @@ _COLUMNS = (
     "id, kind, target, parameters, status, status_detail, run_dir, created_at, started_at, ended_at, "
     "error_cell, error_cell_id, error_name, error_message"
 )
+
+
+def executed_notebook(run: dict[str, Any], launcher: Launcher) -> Path | None:
+    """The run's executed notebook, when it exists and lies inside the server root or the run store folder.
+
+    Tracked jobs write it to ``RUN_DIR/<notebook name>`` (a hidden folder under the root by default, which the
+    contents manager does not serve); pipeline runs have none. The run store row names the folder, so the path is
+    resolved (symbolic links included) and anything outside the two folders the server owns is refused.
+    """
+    if not run.get("run_dir") or not run.get("target"):
+        return None
+    path = (Path(run["run_dir"]) / Path(str(run["target"])).name).resolve()
+    inside = any(base == path or base in path.parents for base in (launcher.root.resolve(), launcher.home.resolve()))
+    if not inside or path.suffix != ".ipynb" or not path.is_file():
+        return None
+    return path
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -90,12 +107,15 @@ def list_runs(
                 m["name"]: json.loads(m["value"])
                 for m in store.query("SELECT name, value FROM metrics WHERE run_id = ?", (run["id"],))
             }
+    for run in rows:
+        run["has_notebook"] = executed_notebook(run, launcher) is not None
     known = {r["id"] for r in rows}
     for launch in launcher.all():
         if record_id(store, launch) in known:
             continue
         if not target or launch.target == target:
-            rows.append({**launch.as_json(), "metrics": {}, "duration": None, "pending_record": True})
+            pending: dict[str, Any] = {"metrics": {}, "duration": None, "pending_record": True, "has_notebook": False}
+            rows.append({**launch.as_json(), **pending})
     rows = [_merge(r, launcher) for r in rows]
     rows.sort(key=lambda r: r["created_at"], reverse=True)
     return rows[:limit]
@@ -120,7 +140,9 @@ def show_run(store: RunStore | None, launcher: Launcher, run_id: str) -> dict[st
             ]
             started, ended = run.get("started_at"), run.get("ended_at")
             run["duration"] = (ended or time.time()) - started if started else None
+            run["has_notebook"] = executed_notebook(run, launcher) is not None
             return _merge(run, launcher)
     if launch is None:
         return None
-    return {**launch.as_json(), "metrics": {}, "artifacts": [], "stages": [], "duration": None, "pending_record": True}
+    pending: dict[str, Any] = {"metrics": {}, "artifacts": [], "stages": [], "duration": None, "pending_record": True}
+    return {**launch.as_json(), **pending, "has_notebook": False}

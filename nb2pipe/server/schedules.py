@@ -7,14 +7,16 @@ the browser's request on as a command line and the command's JSON back, so both 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..runstore import HOME_ENV
+from ..runstore import HOME_ENV, RunStore
 from .launcher import parameter_text
 
 _TIMEOUT = 60.0
@@ -75,3 +77,33 @@ def add_args(body: Mapping[str, Any], target: str) -> list[str]:
         if body.get(key) is not None:
             args += [flag, str(body[key])]
     return args
+
+
+def _relative(root: Path, target: str) -> str | None:
+    """``target`` as the browser names it, or None when it lies outside the root."""
+    path = (root / target).resolve()
+    return path.relative_to(root).as_posix() if path == root or root in path.parents else None
+
+
+def for_panel(schedules: Any, root: Path, store: RunStore | None, path: str | None = None) -> list[dict[str, Any]]:
+    """The ``schedule list --json`` entries for the sidebar: each with ``path`` (relative to the root, or null)
+    and ``last_run`` (the newest run it started: id, status, scheduled_for, created_at, or null); only those of
+    notebook ``path`` when it is given.
+    """
+    root = root.resolve()
+    out = []
+    for schedule in schedules if isinstance(schedules, list) else []:
+        relative = _relative(root, str(schedule.get("target", "")))
+        if path is not None and relative != path:
+            continue
+        last = None
+        if store is not None:
+            with contextlib.suppress(sqlite3.Error):
+                rows = store.query(
+                    "SELECT id, status, scheduled_for, created_at FROM runs WHERE schedule = ? AND deleted_at IS NULL "
+                    "ORDER BY created_at DESC LIMIT 1",
+                    (schedule.get("name"),),
+                )
+                last = dict(rows[0]) if rows else None
+        out.append({**schedule, "path": relative, "last_run": last})
+    return out

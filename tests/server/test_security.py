@@ -14,8 +14,12 @@ ENDPOINTS = [
     ("POST", ("runs",), {"body": "{}"}),
     ("GET", ("runs", "20260101-000000-abcdef"), {}),
     ("POST", ("runs", "20260101-000000-abcdef", "cancel"), {"body": "{}"}),
+    ("GET", ("runs", "20260101-000000-abcdef", "notebook"), {}),
     ("GET", ("schedules",), {}),
     ("POST", ("schedules",), {"body": "{}"}),
+    ("GET", ("schedules", "nightly"), {}),
+    ("POST", ("schedules", "nightly", "pause"), {"body": "{}"}),
+    ("POST", ("schedules", "nightly", "resume"), {"body": "{}"}),
     ("DELETE", ("schedules", "nightly"), {}),
 ]
 
