@@ -3,10 +3,14 @@
  * keyboard shortcuts (settings in schema/plugin.json).
  */
 import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
-import { INotebookTracker } from '@jupyterlab/notebook';
+import { ICommandPalette, MainAreaWidget } from '@jupyterlab/apputils';
+import { IEditorServices } from '@jupyterlab/codeeditor';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
+import { IRun } from './tokens';
+import { IExecutedServices, loadExecuted } from './widgets/executed';
 import { PipelinePanel } from './widgets/panel';
 
 const PLUGIN_ID = 'nb2pipe:plugin';
@@ -34,13 +38,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Tag notebook cells into pipeline stages, see the DAG, export, run and schedule it.',
   autoStart: true,
   requires: [INotebookTracker, ILabShell],
-  optional: [ICommandPalette, ISettingRegistry],
+  optional: [ICommandPalette, ISettingRegistry, IRenderMimeRegistry, IEditorServices, NotebookPanel.IContentFactory],
   activate: async (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     shell: ILabShell,
     palette: ICommandPalette | null,
-    settingRegistry: ISettingRegistry | null
+    settingRegistry: ISettingRegistry | null,
+    rendermime: IRenderMimeRegistry | null,
+    editorServices: IEditorServices | null,
+    contentFactory: NotebookPanel.IContentFactory | null
   ) => {
     let debounceMs = 500;
     let outputDir = 'pipelines';
@@ -53,7 +60,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
         console.warn('nb2pipe: settings not loaded', err);
       }
     }
-    const panel = new PipelinePanel({ debounceMs, outputDir });
+    const services: IExecutedServices | null =
+      rendermime && editorServices && contentFactory ? { rendermime, editorServices, contentFactory } : null;
+    const openRun = services ? (run: IRun) => openExecuted(shell, run, services) : undefined;
+    const panel = new PipelinePanel({ debounceMs, outputDir, openRun });
     panel.title.icon = pipelineIcon;
     panel.title.label = 'Pipeline';
     shell.add(panel, 'left', { rank: 600 });
@@ -90,5 +100,21 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
   }
 };
+
+/** Open (or bring back) the read-only tab of a run's executed notebook, next to the notebook tabs. */
+async function openExecuted(shell: ILabShell, run: IRun, services: IExecutedServices): Promise<void> {
+  const open = executedTabs.get(run.id);
+  if (open && !open.isDisposed) {
+    shell.activateById(open.id);
+    return;
+  }
+  const widget = await loadExecuted(run, services);
+  executedTabs.set(run.id, widget);
+  widget.disposed.connect(() => executedTabs.delete(run.id));
+  shell.add(widget, 'main', { mode: 'tab-after' });
+  shell.activateById(widget.id);
+}
+
+const executedTabs = new Map<string, MainAreaWidget>();
 
 export default plugin;

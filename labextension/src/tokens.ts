@@ -50,4 +50,22 @@ export interface IRun {
   error_cell_id?: string | null;
   error_name?: string | null;
   error_message?: string | null;
+  /** Whether `GET runs/ID/notebook` serves an executed notebook for this run (tracked jobs). */
+  has_notebook?: boolean;
+}
+
+/** A schedule as `GET /nb2pipe/api/schedules?path=` lists it. */
+export interface ISchedule {
+  name: string;
+  kind: string;
+  target: string;
+  /** The notebook relative to the server root (null outside it). */
+  path: string | null;
+  cron: string;
+  timezone: string;
+  parameters: Record<string, unknown>;
+  paused: boolean;
+  /** The next fire time, ISO-8601 UTC; null while paused. */
+  next_fire: string | null;
+  last_run: { id: string; status: string; scheduled_for: string | null; created_at: number } | null;
 }

@@ -8,6 +8,7 @@ import { jumpToCell } from '../editing';
 import { postAPI, requestAPI } from '../handler';
 import { IAnalysis, IRun } from '../tokens';
 import { button, h, section } from './dom';
+import { SchedulesView } from './schedules';
 
 const ACTIVE = ['queued', 'running'];
 
@@ -19,7 +20,8 @@ export class ActionsView {
   constructor(
     private _outputDir: string,
     private _notebook: () => NotebookPanel | null,
-    private _analysis: () => IAnalysis | null
+    private _analysis: () => IAnalysis | null,
+    private _openRun: ((run: IRun) => Promise<void>) | null = null
   ) {
     const actions = section('Actions', 'nb2pipe-actions');
     const runs = section('Runs', 'nb2pipe-runs');
@@ -48,10 +50,12 @@ export class ActionsView {
       this._result
     );
     this._runs = runs.body;
-    this.node = h('div', { class: 'nb2pipe-actions-view' }, actions.root, runs.root);
+    this.schedules = new SchedulesView(() => this._notebook()?.context.path ?? null);
+    this.node = h('div', { class: 'nb2pipe-actions-view' }, actions.root, this.schedules.node, runs.root);
   }
 
   readonly node: HTMLElement;
+  readonly schedules: SchedulesView;
 
   /** Redraw the parameters form (from the parameters cell) and the runs list. */
   render(): void {
@@ -122,6 +126,7 @@ export class ActionsView {
         cron: this._cron.value.trim(),
         parameters: this.parameters()
       });
+      void this.schedules.refresh();
       return `schedule ${this._scheduleName.value.trim()} added`;
     });
   }
@@ -166,6 +171,10 @@ export class ActionsView {
       error.addEventListener('click', () => jumpToCell(nb, r.error_cell_id ?? null, r.error_cell ?? null));
     }
     const id = r.launch_id ?? r.id;
+    const open =
+      r.has_notebook && this._openRun
+        ? button('Executed notebook', 'nb2pipe-run-open', () => void this._open(r), 'Open the executed notebook')
+        : '';
     return h(
       'div',
       { class: `nb2pipe-run-item nb2pipe-run-${r.status}`, 'data-run': r.id },
@@ -178,8 +187,18 @@ export class ActionsView {
         : '',
       params ? h('div', { class: 'nb2pipe-run-params' }, params) : '',
       metrics ? h('div', { class: 'nb2pipe-run-metrics' }, metrics) : '',
-      error
+      error,
+      open
     );
+  }
+
+  private async _open(run: IRun): Promise<void> {
+    try {
+      await this._openRun?.(run);
+    } catch (err) {
+      this._result.textContent = `cannot open the executed notebook of ${run.id}: ${(err as Error).message}`;
+      this._result.classList.add('nb2pipe-status-error');
+    }
   }
 
   private async _cancel(id: string): Promise<void> {

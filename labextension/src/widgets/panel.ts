@@ -21,18 +21,27 @@ import {
   withRole,
   withStage
 } from '../tagmodel';
-import { IAnalysis } from '../tokens';
+import { IAnalysis, IRun } from '../tokens';
 import { ActionsView } from './actions';
 import { button, h, section } from './dom';
 
 export class PipelinePanel extends Widget {
-  constructor(options: { debounceMs: number; outputDir: string }) {
+  constructor(options: {
+    debounceMs: number;
+    outputDir: string;
+    openRun?: (run: IRun) => Promise<void>;
+  }) {
     super();
     this.id = 'nb2pipe-pipeline';
     this.addClass('nb2pipe-panel');
     this.title.caption = 'Pipeline';
     this._debounceMs = options.debounceMs;
-    this.actions = new ActionsView(options.outputDir, () => this._notebook, () => this._analysis);
+    this.actions = new ActionsView(
+      options.outputDir,
+      () => this._notebook,
+      () => this._analysis,
+      options.openRun ?? null
+    );
     this._build();
   }
 
@@ -48,6 +57,7 @@ export class PipelinePanel extends Widget {
     }
     this._notebook = panel;
     this._analysis = null;
+    void this.actions.schedules.refresh();
     if (panel) {
       void panel.context.ready.then(() => {
         if (this._notebook !== panel) {
