@@ -88,6 +88,18 @@ def test_a_job_opens_its_executed_notebook_and_a_failure_names_its_cell(lab: Lab
     marked = page.locator(".nb2pipe-executed .nb2pipe-executed-error")
     marked.wait_for()
     assert "ZeroDivisionError" in marked.inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "pipeline-executed-failed.png"))
+
+    # The tab follows the theme, as any notebook does.
+    page.click('.lm-MenuBar-itemLabel:text-is("Settings")')
+    page.hover('.lm-Menu-itemLabel:text-is("Theme")')
+    page.click('.lm-Menu-itemLabel:text-is("JupyterLab Dark")')
+    page.wait_for_selector('body[data-jp-theme-light="false"]', state="attached")
+    page.wait_for_function(
+        "() => getComputedStyle(document.querySelector('.nb2pipe-executed .jp-Notebook')).backgroundColor"
+        " !== 'rgb(255, 255, 255)'"
+    )
+    page.screenshot(path=str(SCREENSHOTS / "pipeline-executed-dark.png"))
 
 
 def test_schedules_are_listed_paused_resumed_and_removed(lab: Lab, page: Any) -> None:
@@ -109,6 +121,7 @@ def test_schedules_are_listed_paused_resumed_and_removed(lab: Lab, page: Any) ->
         store.create_run("job", target, status="succeeded", schedule="nightly", scheduled_for="2026-01-01T02:30:00Z")
     page.click(".nb2pipe-schedules-refresh")
     item.locator(".nb2pipe-schedule-last:has-text('last run succeeded')").wait_for()
+    page.locator(".nb2pipe-schedules-refresh").scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "pipeline-schedules.png"))
 
     item.locator(".nb2pipe-schedule-pause").click()

@@ -163,6 +163,7 @@ def test_tag_stages_see_dag_undo_save_export_and_run(lab: Lab, page: Any) -> Non
     item.wait_for()
     assert "n=9" in item.inner_text()
     page.wait_for_selector(".nb2pipe-run-item.nb2pipe-run-succeeded, .nb2pipe-run-item.nb2pipe-run-failed")
+    item.scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "pipeline-run.png"))
     if has_command("run"):
         assert "succeeded" in item.get_attribute("class")

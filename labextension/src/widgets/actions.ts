@@ -50,8 +50,11 @@ export class ActionsView {
       this._result
     );
     this._runs = runs.body;
-    this.schedules = new SchedulesView(() => this._notebook()?.context.path ?? null);
-    this.node = h('div', { class: 'nb2pipe-actions-view' }, actions.root, this.schedules.node, runs.root);
+    this.schedules = new SchedulesView(
+      () => this._notebook()?.context.path ?? null,
+      () => void this.refreshRuns()
+    );
+    this.node = h('div', { class: 'nb2pipe-actions-view' }, actions.root, runs.root, this.schedules.node);
   }
 
   readonly node: HTMLElement;

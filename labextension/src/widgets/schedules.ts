@@ -18,7 +18,11 @@ export function whenText(iso: string | null): string {
 }
 
 export class SchedulesView {
-  constructor(private _path: () => string | null) {
+  /** `onRefreshed` runs after each reload (the sidebar refreshes its runs list, which scheduled runs join). */
+  constructor(
+    private _path: () => string | null,
+    private _onRefreshed: () => void = () => undefined
+  ) {
     const { root, body } = section('Schedules', 'nb2pipe-schedules');
     this._list = h('div', { class: 'nb2pipe-schedule-list' });
     this._status = h('div', { class: 'nb2pipe-schedules-status', role: 'status' });
@@ -54,6 +58,7 @@ export class SchedulesView {
     if (!schedules.length) {
       this._list.append(h('p', { class: 'nb2pipe-hint' }, 'No schedules for this notebook.'));
     }
+    this._onRefreshed();
   }
 
   private _row(s: ISchedule): HTMLElement {
