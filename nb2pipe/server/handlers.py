@@ -57,6 +57,18 @@ class Nb2PipeHandler(APIHandler):
         except StoreError:
             return None
 
+    def find_run(self, run_id: str) -> dict[str, Any]:
+        """One run (an id, a unique prefix or a launch id) as ``show_run`` answers; 404 when nobody knows it."""
+        store = self.open_store()
+        try:
+            run = show_run(store, self.launcher, run_id)
+        finally:
+            if store is not None:
+                store.close()
+        if run is None:
+            raise tornado.web.HTTPError(404, f"no run {run_id}")
+        return run
+
     def body(self) -> dict[str, Any]:
         try:
             data = json.loads(self.request.body or b"{}")
@@ -183,15 +195,7 @@ class RunHandler(Nb2PipeHandler):
     @tornado.web.authenticated
     @authorized
     def get(self, run_id: str) -> None:
-        store = self.open_store()
-        try:
-            run = show_run(store, self.launcher, run_id)
-        finally:
-            if store is not None:
-                store.close()
-        if run is None:
-            raise tornado.web.HTTPError(404, f"no run {run_id}")
-        self.reply(run)
+        self.reply(self.find_run(run_id))
 
 
 class NotebookHandler(Nb2PipeHandler):
@@ -205,14 +209,7 @@ class NotebookHandler(Nb2PipeHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        store = self.open_store()
-        try:
-            run = show_run(store, self.launcher, run_id)
-        finally:
-            if store is not None:
-                store.close()
-        if run is None:
-            raise tornado.web.HTTPError(404, f"no run {run_id}")
+        run = self.find_run(run_id)
         path = executed_notebook(run, self.launcher)
         if path is None:
             raise tornado.web.HTTPError(404, f"run {run['id']} has no executed notebook")
