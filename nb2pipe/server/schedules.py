@@ -86,9 +86,10 @@ def _relative(root: Path, target: str) -> str | None:
 
 
 def for_panel(schedules: Any, root: Path, store: RunStore | None, path: str | None = None) -> list[dict[str, Any]]:
-    """The ``schedule list --json`` entries for the sidebar: each with ``path`` (relative to the root, or null)
-    and ``last_run`` (the newest run it started: id, status, scheduled_for, created_at, or null); only those of
-    notebook ``path`` when it is given.
+    """The ``schedule list --json`` entries the sidebar shows, with their notebook and their last run.
+
+    Each gains ``path`` (its target relative to the root, or null outside it) and ``last_run`` (the newest run it
+    started: id, status, scheduled_for, created_at; or null). Given ``path``, only that notebook's schedules.
     """
     root = root.resolve()
     out = []

@@ -147,6 +147,9 @@ export class ActionsView {
       return;
     }
     this._runs.replaceChildren(...runs.map(r => this._runRow(r)));
+    if (!runs.length) {
+      this._runs.append(h('p', { class: 'nb2pipe-hint' }, 'No runs of this notebook yet.'));
+    }
     window.clearTimeout(this._poll);
     if (runs.some(r => ACTIVE.includes(r.status))) {
       this._poll = window.setTimeout(() => void this.refreshRuns(), 1500);
