@@ -198,8 +198,10 @@ def _say(result: Any) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .execute import run
+    from .pool import process_pool
 
-    result = run(args.notebook, pairs=args.parameter, files=args.parameters_file, **_options(args))
+    options = _options(args)
+    result = run(args.notebook, pairs=args.parameter, files=args.parameters_file, pool=process_pool(), **options)
     if args.json:
         print(json.dumps(_result_json(result), indent=2, default=repr))
     else:

@@ -1,0 +1,198 @@
+"""Warm scheduled runs: a real scheduler, real standby processes with real kernels, a real SQLite store.
+
+The scheduler's clock is a fake one (fires come when the test says), but everything else is real: the standby is
+``python -m nb2pipe.jobs.standby`` with a started kernel, the run it is handed is ``nb2pipe job run`` executing the
+notebook, and the endings are read back from the store.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nb2pipe import jobs
+from nb2pipe.jobs.history import process_alive
+from nb2pipe.runstore import RunStore
+from nb2pipe.scheduler import Scheduler, ScheduleStore
+from nb2pipe.scheduler.standby import Standby, Standbys
+from tests.helpers import make_notebook
+
+from .helpers import FakeClock, add_schedule, wait_for
+
+pytestmark = pytest.mark.kernel
+
+#: 01:00:00 UTC, the first fire of an hourly schedule added at the fake clock's start (00:00:30).
+FIRE = datetime(2026, 1, 5, 1, 0, 0, tzinfo=UTC).timestamp()
+RECORD_FIRE = "import os, nb2pipe\nnb2pipe.record('fire', os.environ.get('NB2PIPE_SCHEDULED_FOR'))\nprint(n * 2)"
+
+
+@pytest.fixture
+def notebook(tmp_path: Path) -> Path:
+    return make_notebook(tmp_path, [("n = 3", ["parameters"]), (RECORD_FIRE, [])], name="nightly.ipynb")
+
+
+@pytest.fixture
+def scheduler(home: Path, clock: FakeClock) -> Iterator[Scheduler]:
+    scheduler = Scheduler(home, clock=clock, standbys=2, warm_ahead=60)
+    yield scheduler
+    scheduler.stop()
+    scheduler.drain(timeout=60)
+    scheduler.close()
+
+
+def standbys(scheduler: Scheduler) -> Standbys:
+    pool = scheduler.launcher.standbys  # type: ignore[attr-defined]
+    assert isinstance(pool, Standbys)
+    return pool
+
+
+def ready_standby(scheduler: Scheduler) -> Standby:
+    """Tick until the scheduler keeps a standby, then wait (real time) until its kernel is ready."""
+    scheduler.tick()
+    pool = standbys(scheduler)
+    assert len(pool.waiting) == 1
+    standby = pool.waiting[0]
+    wait_for(lambda: standby.refresh() == "ready", timeout=120)
+    assert standby.kernel_pid is not None and process_alive(standby.kernel_pid)
+    return standby
+
+
+def fire(scheduler: Scheduler, clock: FakeClock, at: float) -> str:
+    clock.t = at
+    report = scheduler.tick()
+    assert len(report.launched) == 1
+    return report.launched[0]
+
+
+def run_row(home: Path, run_id: str) -> dict[str, Any]:
+    """The run as recorded ({} before its job process recorded it)."""
+    with RunStore(home) as store:
+        rows = store.query("SELECT id FROM runs WHERE id = ?", (run_id,))
+        return dict(store.get_run(run_id)) if rows else {}
+
+
+def test_a_warm_scheduled_run_is_recorded_exactly_like_a_cold_one(
+    home: Path, clock: FakeClock, notebook: Path, scheduler: Scheduler
+) -> None:
+    add_schedule(home, "nightly", "0 * * * *", now=clock.now(), target=str(notebook), parameters={"n": 21})
+    clock.t = FIRE - 30
+    standby = ready_standby(scheduler)
+    warm_id = fire(scheduler, clock, FIRE)
+    assert standbys(scheduler).handed == 1 and not standbys(scheduler).waiting  # 02:00 is not within 60 s
+    scheduler.drain(timeout=120)
+    cold_id = scheduler.run_now("nightly")  # no standby is waiting: this one starts cold
+    assert cold_id is not None and standbys(scheduler).handed == 1
+    scheduler.drain(timeout=120)
+
+    warm, cold = run_row(home, warm_id), run_row(home, cold_id)
+    assert warm["pid"] == standby.pid and warm["pgid"] == standby.pid  # the standby became the job process
+    assert warm["kernel_pid"] == standby.kernel_pid  # and ran the notebook in the kernel it had started
+    assert cold["pid"] == cold["pgid"] and cold["pid"] != standby.pid
+    for run in (warm, cold):
+        assert run["status"] == "succeeded" and run["schedule"] == "nightly"
+        assert run["parameters"] == {"n": 21} and run["metrics"]["fire"] == run["scheduled_for"]
+    assert warm["scheduled_for"] == "2026-01-05T01:00:00Z"
+    same = ("kind", "target", "target_hash", "kernel", "executor", "host", "user", "git_commit", "environment_id")
+    assert {k: warm[k] for k in same} == {k: cold[k] for k in same}
+    assert {k for k, v in warm.items() if v is None} == {k for k, v in cold.items() if v is None}
+    store = ScheduleStore.open(home)
+    history = store.history(store.get("nightly").id)
+    store.close()
+    assert {(f["trigger"], f["status"], f["runs"][0]["run_id"]) for f in history} == {
+        ("cron", "succeeded", warm_id),
+        ("manual", "succeeded", cold_id),
+    }
+    log = home / "schedules" / "logs" / f"{warm_id}.log"
+    assert f'"id": "{warm_id}"' in log.read_text()  # the run's --json output, in the run's own log
+    assert not list(log.parent.glob("standby-*.log"))  # the standby's log became the run's
+    wait_for(lambda: not process_alive(standby.kernel_pid))  # used for one run, then discarded
+
+
+def test_cancelling_a_warm_scheduled_run_kills_its_kernel(home: Path, clock: FakeClock, tmp_path: Path) -> None:
+    nb = make_notebook(tmp_path, [("n = 3", ["parameters"]), ("import time\ntime.sleep(300)", [])], name="slow.ipynb")
+    add_schedule(home, "slow", "0 * * * *", now=clock.now(), target=str(nb))
+    scheduler = Scheduler(home, clock=clock, standbys=1, warm_ahead=60)
+    try:
+        clock.t = FIRE - 30
+        standby = ready_standby(scheduler)
+        run_id = fire(scheduler, clock, FIRE)
+        wait_for(lambda: run_row(home, run_id).get("status") == "running" and run_row(home, run_id)["kernel_pid"])
+        assert run_row(home, run_id)["kernel_pid"] == standby.kernel_pid
+        cancelled = jobs.cancel(run_id, home=home, grace=20)
+        assert cancelled["status"] == "cancelled"
+        assert cancelled["status_detail"] == "cancelled: requested with 'nb2pipe job cancel'" or cancelled[
+            "status_detail"
+        ].startswith("cancelled: SIGTERM")
+        wait_for(lambda: not process_alive(standby.kernel_pid), timeout=30)
+        wait_for(lambda: standby.process.poll() is not None, timeout=30)
+        clock.t = FIRE + 5
+        report = scheduler.tick()
+        assert report.finished == [(run_id, "cancelled")]
+    finally:
+        scheduler.stop()
+        scheduler.close()
+
+
+def test_a_standby_that_dies_is_replaced_and_the_fire_still_runs(
+    home: Path, clock: FakeClock, notebook: Path, scheduler: Scheduler
+) -> None:
+    add_schedule(home, "nightly", "0 * * * *", now=clock.now(), target=str(notebook), parameters={"n": 1})
+    clock.t = FIRE - 30
+    first = ready_standby(scheduler)
+    os.killpg(first.pid, signal.SIGKILL)
+    wait_for(lambda: not process_alive(first.kernel_pid), timeout=30)  # its kernel follows it, none is leaked
+    clock.t = FIRE - 20
+    scheduler.tick()  # the dead standby is noticed and replaced
+    pool = standbys(scheduler)
+    assert pool.started == 2 and len(pool.waiting) == 1 and pool.waiting[0].pid != first.pid
+    second = pool.waiting[0]
+    wait_for(lambda: second.refresh() == "ready", timeout=120)
+    run_id = fire(scheduler, clock, FIRE)
+    scheduler.drain(timeout=120)
+    run = run_row(home, run_id)
+    assert run["status"] == "succeeded" and run["pid"] == second.pid
+
+    # The standby for the next fire dies just before it: no time to replace it, the run starts cold.
+    clock.t = FIRE + 3600 - 30
+    third = ready_standby(scheduler)
+    os.killpg(third.pid, signal.SIGKILL)
+    wait_for(lambda: third.process.poll() is not None)
+    run_id = fire(scheduler, clock, FIRE + 3600)
+    scheduler.drain(timeout=120)
+    run = run_row(home, run_id)
+    assert run["status"] == "succeeded" and run["pid"] not in (first.pid, second.pid, third.pid)
+    assert run["metrics"]["fire"] == "2026-01-05T02:00:00Z"
+    assert pool.handed == 1
+
+
+def test_the_jupyter_server_host_fires_warm_runs_too(home: Path, notebook: Path) -> None:
+    """The server extension hosts the same Scheduler (real clock): a seconds-level fire goes to a standby."""
+    from nb2pipe.server.scheduling import SchedulerHost
+
+    at = datetime.now(UTC).timestamp() + 20
+    moment = datetime.fromtimestamp(at, UTC)
+    add_schedule(home, "soon", f"{moment.minute} {moment.hour} * * * {moment.second}", now=time.time(),
+                 target=str(notebook))  # fmt: skip
+    host = SchedulerHost(home)
+    assert host.ensure_started()
+    try:
+        scheduler = host.scheduler
+        wait_for(lambda: standbys(scheduler).handed == 1, timeout=120)
+        wait_for(lambda: _statuses(home) == ["succeeded"], timeout=120)
+    finally:
+        host.stop()
+    with RunStore(home) as store:
+        (run,) = store.query("SELECT pid, schedule FROM runs")
+    assert run["schedule"] == "soon"
+
+
+def _statuses(home: Path) -> list[str]:
+    with RunStore(home) as store:
+        return [r[0] for r in store.query("SELECT status FROM runs")]
