@@ -40,7 +40,7 @@ CHECK_SECONDS: Final = 1.0
 
 def _warm_imports() -> None:
     """Import what ``nb2pipe job run`` imports on its way to a kernel, so the run does not pay for it."""
-    import nbformat  # noqa: F401
+    import nbformat
     import papermill.engines  # noqa: F401
     from nbclient.client import NotebookClient  # noqa: F401
 
@@ -52,6 +52,8 @@ def _warm_imports() -> None:
     register()
     _client_class()
     _manager_class()
+    cli.build_parser()  # imports every command module
+    nbformat.writes(nbformat.v4.new_notebook())  # type: ignore[no-untyped-call]  # compiles nbformat's validator
 
 
 def _kernel_alive(km: Any) -> bool:
@@ -123,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         except BaseException:
             pool.close()
             raise
-    channel.close()
+    with contextlib.suppress(OSError):  # a host that handed the run over early has closed its end
+        channel.close()
     if request is None:
         pool.close()
         return 0

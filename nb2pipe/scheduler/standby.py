@@ -35,6 +35,9 @@ log = logging.getLogger("nb2pipe.scheduler")
 MAX_AGE: Final = 600.0
 #: Seconds before another standby is tried for a kernel name whose standby could not start a kernel.
 RETRY_AFTER: Final = 60.0
+#: Seconds after a handoff during which no new standby is started while that run goes on (starting Python and a
+#: kernel would compete for the CPU with the run that was just started warm).
+QUIET_AFTER_HANDOFF: Final = 5.0
 
 
 @dataclass
@@ -137,6 +140,8 @@ class Standbys:
         #: How many standbys were started and how many were handed a run (for logs, tests and benchmarks).
         self.started = 0
         self.handed = 0
+        #: Runs handed over recently: (process, monotonic time of the handoff).
+        self._recent: list[tuple[subprocess.Popen[bytes], float]] = []
 
     def want(self, kernels: Mapping[str, int], logs: Path | None) -> None:
         """Keep as many ready or warming standbys per kernel name as ``kernels`` says, ``size`` in all."""
@@ -160,7 +165,8 @@ class Standbys:
         for kernel, count in kernels.items():
             for standby in [s for s in self.waiting if s.kernel == kernel][max(count, 0) :]:
                 self._discard(standby, "more standbys than fires coming", quiet=True)
-        budget = self.size - len(self.waiting)
+        self._recent = [(p, t) for p, t in self._recent if now - t < QUIET_AFTER_HANDOFF and p.poll() is None]
+        budget = 0 if self._recent else self.size - len(self.waiting)
         for kernel, count in kernels.items():
             if now - self._failed.get(kernel, -self.retry_after) < self.retry_after:
                 continue
@@ -183,6 +189,7 @@ class Standbys:
 
     def handed_over(self, standby: Standby) -> None:
         self.handed += 1
+        self._recent.append((standby.process, time.monotonic()))
         log.info("run handed to standby %d (%s, kernel %s)", standby.pid, standby.state, standby.kernel)
 
     def close(self) -> None:

@@ -172,6 +172,23 @@ def test_a_standby_that_dies_is_replaced_and_the_fire_still_runs(
     assert pool.handed == 1
 
 
+def test_a_run_handed_to_a_standby_still_warming_waits_for_it_and_succeeds(home: Path, notebook: Path) -> None:
+    pool = Standbys(1)
+    pool.want({"python3": 1}, home / "schedules" / "logs")
+    standby = pool.take("python3")
+    assert standby is not None and standby.state == "warming"
+    env = {**os.environ, "NB2PIPE_HOME": str(home), "NB2PIPE_RUN_ID": "20260105-010000-aaaaaa",
+           "NB2PIPE_SCHEDULE": "nightly", "NB2PIPE_SCHEDULED_FOR": "2026-01-05T01:00:00Z"}  # fmt: skip
+    log = home / "schedules" / "logs" / "handed.log"
+    assert standby.hand_over(["job", "run", str(notebook), "-p", "n", "4"], env, log)
+    assert standby.process.wait(timeout=120) == 0, log.read_text()
+    run = run_row(home, "20260105-010000-aaaaaa")
+    assert run["status"] == "succeeded" and run["pid"] == standby.pid
+    assert run["metrics"]["fire"] == run["scheduled_for"] == "2026-01-05T01:00:00Z"
+    assert "run 20260105-010000-aaaaaa succeeded" in log.read_text()
+    pool.close()
+
+
 def test_the_jupyter_server_host_fires_warm_runs_too(home: Path, notebook: Path) -> None:
     """The server extension hosts the same Scheduler (real clock): a seconds-level fire goes to a standby."""
     from nb2pipe.server.scheduling import SchedulerHost
