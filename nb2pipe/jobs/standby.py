@@ -29,9 +29,7 @@ import contextlib
 import json
 import os
 import select
-import signal
 import sys
-from collections.abc import Iterator
 from typing import IO, Any, Final
 
 #: Seconds between checks that the waiting kernel is still alive.
@@ -61,19 +59,9 @@ def _kernel_alive(km: Any) -> bool:
     return process is None or process.poll() is None
 
 
-@contextlib.contextmanager
-def _exit_on_stop_signals() -> Iterator[None]:
-    """While waiting, SIGTERM/SIGINT end the standby (and its kernel, through ``finally``); restored afterwards."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+def _exit_on_stop(detail: str) -> None:
+    """While the standby waits, SIGTERM/SIGINT end it (and its kernel, through ``finally``)."""
+    raise SystemExit(130 if detail.endswith("SIGINT") else 143)
 
 
 def _say(channel: IO[str], **message: Any) -> None:
@@ -105,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # stdout goes where stderr goes; the kernel started below inherits both
 
+    from .execute import on_stop_signals
     from .pool import KernelPool, set_process_pool
 
-    with _exit_on_stop_signals():
+    with on_stop_signals(_exit_on_stop):
         pool = KernelPool(args.kernel, size=1, total=1, start_timeout=args.start_timeout)
         try:
             _warm_imports()

@@ -64,6 +64,13 @@ def ready_standby(scheduler: Scheduler) -> Standby:
     return standby
 
 
+def warm_before_first_fire(scheduler: Scheduler, clock: FakeClock, notebook: Path, n: int) -> Standby:
+    """An hourly schedule of ``notebook``, 30 s before its first fire, with its standby ready."""
+    add_schedule(scheduler.home, "nightly", "0 * * * *", now=clock.now(), target=str(notebook), parameters={"n": n})
+    clock.t = FIRE - 30
+    return ready_standby(scheduler)
+
+
 def fire(scheduler: Scheduler, clock: FakeClock, at: float) -> str:
     clock.t = at
     report = scheduler.tick()
@@ -81,9 +88,7 @@ def run_row(home: Path, run_id: str) -> dict[str, Any]:
 def test_a_warm_scheduled_run_is_recorded_exactly_like_a_cold_one(
     home: Path, clock: FakeClock, notebook: Path, scheduler: Scheduler
 ) -> None:
-    add_schedule(home, "nightly", "0 * * * *", now=clock.now(), target=str(notebook), parameters={"n": 21})
-    clock.t = FIRE - 30
-    standby = ready_standby(scheduler)
+    standby = warm_before_first_fire(scheduler, clock, notebook, 21)
     warm_id = fire(scheduler, clock, FIRE)
     assert standbys(scheduler).handed == 1 and not standbys(scheduler).waiting  # 02:00 is not within 60 s
     scheduler.drain(timeout=120)
@@ -143,9 +148,7 @@ def test_cancelling_a_warm_scheduled_run_kills_its_kernel(home: Path, clock: Fak
 def test_a_standby_that_dies_is_replaced_and_the_fire_still_runs(
     home: Path, clock: FakeClock, notebook: Path, scheduler: Scheduler
 ) -> None:
-    add_schedule(home, "nightly", "0 * * * *", now=clock.now(), target=str(notebook), parameters={"n": 1})
-    clock.t = FIRE - 30
-    first = ready_standby(scheduler)
+    first = warm_before_first_fire(scheduler, clock, notebook, 1)
     os.killpg(first.pid, signal.SIGKILL)
     wait_for(lambda: not process_alive(first.kernel_pid), timeout=30)  # its kernel follows it, none is leaked
     clock.t = FIRE - 20
