@@ -14,9 +14,9 @@ Protocol, one JSON line each way:
   once its kernel answered, or ``{"state": "cold", "error": "..."}`` when no kernel could be started (a run handed
   over then starts its kernel itself, and records truthfully why it could not), or ``{"state": "dead"}`` when the
   kernel died while waiting (the standby exits; the host starts another).
-- host -> standby, on stdin: ``{"argv": [...], "env": {...}}``, the ``nb2pipe`` arguments and the run's whole
-  environment. End of input without a request (the host stopped, or does not need the standby): the standby ends
-  its kernel and exits 0.
+- host -> standby, on stdin: ``{"argv": [...], "env": {...}, "cwd": "..."}``, the ``nb2pipe`` arguments, the run's
+  whole environment and its working directory. End of input without a request (the host stopped, or does not need
+  the standby): the standby ends its kernel and exits 0.
 
 Everything the standby itself prints (import warnings, the kernel's own output to its inherited stderr) goes to its
 stderr, which the host points at a log file; the scheduler renames that file to the run's log at the handoff.
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         os.environ.clear()
         os.environ.update(request["env"])
+        os.chdir(request.get("cwd") or ".")
         if km is not None and _kernel_alive(km):
             set_process_pool(pool)  # else: `job run` starts its own kernel, as a cold run would
         from ..cli import main as nb2pipe_main

@@ -270,7 +270,8 @@ class SubprocessLauncher:
         assert self.standbys is not None
         kernel = notebook_kernel(request.target, self._kernels)
         while kernel is not None and (standby := self.standbys.take(kernel)) is not None:
-            if standby.hand_over(argv[3:], env, request.log_path):  # argv[:3] is `python -m nb2pipe`
+            cwd = self.cwd if self.cwd is not None else os.getcwd()  # where a cold run would start
+            if standby.hand_over(argv[3:], env, request.log_path, cwd):  # argv[:3] is `python -m nb2pipe`
                 self.standbys.handed_over(standby)
                 return ProcessHandle(standby.process)
         return None

@@ -85,15 +85,18 @@ class Standby:
             self.state = "dead"
         return self.state
 
-    def hand_over(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path | None) -> bool:
-        """Give this standby its run; False if it is gone (then it has been ended and the run must start cold)."""
+    def hand_over(
+        self, argv: Sequence[str], env: Mapping[str, str], log_path: Path | None, cwd: str | os.PathLike[str] = "."
+    ) -> bool:
+        """Give this standby its run, to be run in ``cwd`` (as a cold one would); False if the standby is gone (then
+        it has been ended and the run must start cold)."""
         if self.refresh() == "dead":
             return False
         if self.log_path is not None and log_path is not None:
             with contextlib.suppress(OSError):
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(self.log_path, log_path)  # the kernel's and the standby's output keep their file
-        request = json.dumps({"argv": list(argv), "env": dict(env)}) + "\n"
+        request = json.dumps({"argv": list(argv), "env": dict(env), "cwd": os.fspath(cwd)}) + "\n"
         try:
             assert self.process.stdin is not None
             self.process.stdin.write(request.encode("utf-8"))

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from nb2pipe import jobs
-from nb2pipe.jobs.history import process_alive
+from nb2pipe.jobs.history import KILLED, process_alive
 from nb2pipe.runstore import RunStore
 from nb2pipe.scheduler import Scheduler, ScheduleStore
 from nb2pipe.scheduler.standby import Standby, Standbys
@@ -120,29 +120,40 @@ def test_a_warm_scheduled_run_is_recorded_exactly_like_a_cold_one(
     wait_for(lambda: not process_alive(standby.kernel_pid))  # used for one run, then discarded
 
 
-def test_cancelling_a_warm_scheduled_run_kills_its_kernel(home: Path, clock: FakeClock, tmp_path: Path) -> None:
+def slow_warm_run(scheduler: Scheduler, clock: FakeClock, tmp_path: Path) -> tuple[Standby, str]:
+    """A notebook that sleeps, fired into a ready standby, running in the standby's kernel."""
     nb = make_notebook(tmp_path, [("n = 3", ["parameters"]), ("import time\ntime.sleep(300)", [])], name="slow.ipynb")
-    add_schedule(home, "slow", "0 * * * *", now=clock.now(), target=str(nb))
-    scheduler = Scheduler(home, clock=clock, standbys=1, warm_ahead=60)
-    try:
-        clock.t = FIRE - 30
-        standby = ready_standby(scheduler)
-        run_id = fire(scheduler, clock, FIRE)
-        wait_for(lambda: run_row(home, run_id).get("status") == "running" and run_row(home, run_id)["kernel_pid"])
-        assert run_row(home, run_id)["kernel_pid"] == standby.kernel_pid
-        cancelled = jobs.cancel(run_id, home=home, grace=20)
-        assert cancelled["status"] == "cancelled"
-        assert cancelled["status_detail"] == "cancelled: requested with 'nb2pipe job cancel'" or cancelled[
-            "status_detail"
-        ].startswith("cancelled: SIGTERM")
-        wait_for(lambda: not process_alive(standby.kernel_pid), timeout=30)
-        wait_for(lambda: standby.process.poll() is not None, timeout=30)
-        clock.t = FIRE + 5
-        report = scheduler.tick()
-        assert report.finished == [(run_id, "cancelled")]
-    finally:
-        scheduler.stop()
-        scheduler.close()
+    standby = warm_before_first_fire(scheduler, clock, nb, 3)
+    run_id = fire(scheduler, clock, FIRE)
+    wait_for(lambda: run_row(scheduler.home, run_id).get("kernel_pid") == standby.kernel_pid)
+    assert run_row(scheduler.home, run_id)["status"] == "running"
+    clock.t = FIRE + 5
+    return standby, run_id
+
+
+def test_cancelling_a_warm_scheduled_run_kills_its_kernel(
+    home: Path, clock: FakeClock, tmp_path: Path, scheduler: Scheduler
+) -> None:
+    standby, run_id = slow_warm_run(scheduler, clock, tmp_path)
+    cancelled = jobs.cancel(run_id, home=home, grace=20)
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["status_detail"].startswith(("cancelled: requested with 'nb2pipe job cancel'", "cancelled: SIG"))
+    wait_for(lambda: not process_alive(standby.kernel_pid), timeout=30)
+    wait_for(lambda: standby.process.poll() is not None, timeout=30)
+    assert scheduler.tick().finished == [(run_id, "cancelled")]
+
+
+def test_a_warm_run_whose_process_is_killed_is_found_and_marked_failed(
+    home: Path, clock: FakeClock, tmp_path: Path, scheduler: Scheduler
+) -> None:
+    standby, run_id = slow_warm_run(scheduler, clock, tmp_path)
+    os.kill(standby.pid, signal.SIGKILL)  # the job process only: its kernel is left behind
+    wait_for(lambda: standby.process.poll() is not None)
+    jobs.list(home=home)  # any job command reaps
+    run = run_row(home, run_id)
+    assert (run["status"], run["status_detail"]) == ("failed", KILLED)
+    wait_for(lambda: not process_alive(standby.kernel_pid), timeout=30)
+    assert scheduler.tick().finished == [(run_id, "failed")]
 
 
 def test_a_standby_that_dies_is_replaced_and_the_fire_still_runs(
