@@ -175,6 +175,9 @@ class Scheduler:
         self._stop.set()
 
     def close(self) -> None:
+        close = getattr(self.launcher, "close", None)
+        if close is not None:
+            close()  # standbys of a scheduler that was never stopped
         self.store.close()
 
     @property
