@@ -13,7 +13,8 @@ Protocol, one JSON line each way:
 - standby -> host, on the pipe that is the standby's stdout when it starts: ``{"state": "ready", "kernel_pid": N}``
   once its kernel answered, or ``{"state": "cold", "error": "..."}`` when no kernel could be started (a run handed
   over then starts its kernel itself, and records truthfully why it could not), or ``{"state": "dead"}`` when the
-  kernel died while waiting (the standby exits; the host starts another).
+  kernel died while waiting (the host ends this standby and starts another; a run already handed over starts a
+  kernel of its own).
 - host -> standby, on stdin: ``{"argv": [...], "env": {...}, "cwd": "..."}``, the ``nb2pipe`` arguments, the run's
   whole environment and its working directory. End of input without a request (the host stopped, or does not need
   the standby): the standby ends its kernel and exits 0.
@@ -70,8 +71,12 @@ def _say(channel: IO[str], **message: Any) -> None:
         channel.flush()
 
 
-def _wait_for_request(channel: IO[str], pool: Any, km: Any) -> dict[str, Any] | None:
-    """The host's request, or None at end of input or when the waiting kernel died."""
+def _wait_for_request(channel: IO[str], km: Any) -> dict[str, Any] | None:
+    """The host's request, or None at end of input.
+
+    A kernel that dies meanwhile is reported (the host then ends this standby and starts another); a request that
+    was already on its way is still run, with a kernel of its own, as a cold run would.
+    """
     while True:
         readable, _, _ = select.select([sys.stdin], [], [], CHECK_SECONDS)
         if readable:
@@ -82,7 +87,7 @@ def _wait_for_request(channel: IO[str], pool: Any, km: Any) -> dict[str, Any] | 
             return request
         if km is not None and not _kernel_alive(km):
             _say(channel, state="dead")
-            return None
+            km = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 error = ready[0] if ready else TimeoutError(f"no kernel within {args.start_timeout:g} s")
                 _say(channel, state="cold", error=f"{type(error).__name__}: {error}")
-            request = _wait_for_request(channel, pool, km)
+            request = _wait_for_request(channel, km)
         except BaseException:
             pool.close()
             raise
