@@ -203,6 +203,23 @@ def test_a_run_handed_to_a_standby_still_warming_waits_for_it_and_succeeds(home:
     pool.close()
 
 
+def test_a_standby_whose_kernel_dies_says_so_and_is_replaced(home: Path) -> None:
+    pool = Standbys(1)
+    logs = home / "schedules" / "logs"
+    pool.want({"python3": 1}, logs)
+    (first,) = pool.waiting
+    wait_for(lambda: first.refresh() == "ready", timeout=120)
+    assert first.kernel_pid is not None
+    os.killpg(first.kernel_pid, signal.SIGKILL)  # the kernel only
+    wait_for(lambda: first.refresh() == "dead", timeout=30)
+    pool.want({"python3": 1}, logs)
+    (second,) = pool.waiting
+    assert second.pid != first.pid and pool.started == 2
+    wait_for(lambda: first.process.poll() is not None, timeout=30)
+    pool.close()  # ends the waiting one too
+    wait_for(lambda: second.process.poll() is not None, timeout=30)
+
+
 def test_the_jupyter_server_host_fires_warm_runs_too(home: Path, notebook: Path) -> None:
     """The server extension hosts the same Scheduler (real clock): a seconds-level fire goes to a standby."""
     from nb2pipe.server.scheduling import SchedulerHost
