@@ -31,6 +31,7 @@ __all__ = [
     "record",
     "remove",
     "rerun",
+    "reruns",
     "run",
     "show",
     "sweep",
@@ -139,6 +140,13 @@ def rerun(run_id: str, *, home: Home = None, **options: Any) -> JobResult:
     from .execute import run as _run
 
     return _run(old["target"], old["parameters"], home=home, rerun_of=old["id"], **options)
+
+
+def reruns(run_ids: Sequence[str], **options: Any) -> builtins.list[Any]:
+    """Rerun several recorded runs, ``parallel=N`` at once, from a kernel pool (:func:`nb2pipe.jobs.sweeps.reruns`)."""
+    from .sweeps import reruns as _reruns
+
+    return _reruns(run_ids, **options)
 
 
 def sweep(notebook: str | os.PathLike[str], grid: Mapping[str, Sequence[Any]], **options: Any) -> builtins.list[Any]:

@@ -122,9 +122,11 @@ def register(sub: Any, export_sub: Any) -> None:
     _home(p)
     p.set_defaults(handler=_cmd_open)
 
-    p = add("rerun", "run a recorded run's notebook again with the same parameters and kernel")
-    p.add_argument("run_id", metavar="ID")
+    p = add("rerun", "run recorded runs' notebooks again with the same parameters and kernel")
+    p.add_argument("run_id", metavar="ID", nargs="+", help="run ids (or unambiguous prefixes); several run as a batch")
     _run_options(p, parameters=False)
+    p.add_argument("--parallel", type=int, default=1, metavar="N", help="reruns at once (default 1)")
+    p.add_argument("--no-pool", action="store_true", help="start each rerun's kernel cold instead of from a pool")
     p.set_defaults(handler=_cmd_rerun)
 
     p = add("cancel", "cancel a running job (its process and its kernel), also from another terminal")
@@ -198,8 +200,10 @@ def _say(result: Any) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .execute import run
+    from .pool import process_pool
 
-    result = run(args.notebook, pairs=args.parameter, files=args.parameters_file, **_options(args))
+    options = _options(args)
+    result = run(args.notebook, pairs=args.parameter, files=args.parameters_file, pool=process_pool(), **options)
     if args.json:
         print(json.dumps(_result_json(result), indent=2, default=repr))
     else:
@@ -208,15 +212,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
-    from . import rerun
-
     options = {k: v for k, v in _options(args).items() if v is not None and k != "home"}
-    result = rerun(args.run_id, home=args.home, **options)
-    if args.json:
-        print(json.dumps(_result_json(result), indent=2, default=repr))
-    else:
-        _say(result)
-    return result.exit_code
+    if len(args.run_id) == 1:  # one rerun: nothing to overlap its kernel start with, so no pool (see docs/jobs.md)
+        from . import rerun
+
+        result = rerun(args.run_id[0], home=args.home, **options)
+        if args.json:
+            print(json.dumps(_result_json(result), indent=2, default=repr))
+        else:
+            _say(result)
+        return result.exit_code
+    from .sweeps import reruns
+
+    results = reruns(args.run_id, parallel=args.parallel, pool=not args.no_pool, home=args.home, **options)
+    return _say_all(results, args.json)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -233,7 +242,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         pool=not args.no_pool,
         **_options(args),
     )
-    if args.json:
+    return _say_all(results, args.json)
+
+
+def _say_all(results: list[Any], as_json: bool) -> int:
+    """One line per run (or a JSON list); exit 0 only when every run succeeded."""
+    if as_json:
         print(json.dumps([_result_json(r) for r in results], indent=2, default=repr))
     else:
         for r in results:

@@ -329,6 +329,15 @@ def _client_class() -> type:
     return TruthfulClient
 
 
+def _environment_code(changed: dict[str, str], removed: list[str]) -> str:
+    """Python that brings a pooled kernel's environment up to date (as a cold kernel would have inherited it)."""
+    if not changed and not removed:
+        return ""
+    code = f"import os as _nb2pipe_os; _nb2pipe_os.environ.update({changed!r})\n"
+    code += "".join(f"_nb2pipe_os.environ.pop({name!r}, None)\n" for name in removed)
+    return code + "del _nb2pipe_os\n"
+
+
 class Nb2PipeEngine:
     """papermill engine ``nb2pipe``: truthful endings, whole-run and per-cell timeouts, cancel, kernel pools."""
 
@@ -369,7 +378,9 @@ class Nb2PipeEngine:
         }
         pooled = kernel_pool.acquire(kernel_name or "") if kernel_pool is not None else None
         if pooled is not None:
+            assert kernel_pool is not None
             client_kwargs["km"] = pooled
+            setup_code = _environment_code(*kernel_pool.environment_changes(pooled)) + (setup_code or "")
         nb_man.notebook_start()
         try:
             client = _client_class()(nb_man, control, setup_code, **client_kwargs)

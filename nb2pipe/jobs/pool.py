@@ -46,6 +46,9 @@ class KernelPool:
         self._lock = threading.Lock()
         #: Kernels handed out or discarded so far (each one exactly once).
         self.used: list[str] = []
+        #: The environment each ready kernel was started with, by kernel id (see :meth:`environment_changes`).
+        self._environments: dict[str, dict[str, str]] = {}
+        self._discarding: list[threading.Thread] = []
         for _ in range(size if total is None else min(size, total)):
             self._spawn()
 
@@ -71,6 +74,7 @@ class KernelPool:
         from jupyter_client.manager import AsyncKernelManager
 
         km = AsyncKernelManager(kernel_name=self.kernel_name)
+        environment = dict(os.environ)  # what jupyter_client hands the kernel (plus its kernelspec's env)
 
         async def start() -> None:
             await km.start_kernel(cwd=self.cwd)
@@ -90,6 +94,8 @@ class KernelPool:
         if self._closed.is_set():
             _shutdown(km)
             return
+        with self._lock:
+            self._environments[str(km.kernel_id)] = environment
         self._ready.put(km)
 
     def acquire(self, kernel_name: str) -> Any | None:
@@ -118,12 +124,34 @@ class KernelPool:
             time.sleep(0.02)
         return False
 
+    def ready(self) -> list[Any]:
+        """The kernels ready to be handed out (or the errors of kernels that did not start), without taking them."""
+        with self._ready.mutex:
+            return list(self._ready.queue)
+
+    def environment_changes(self, km: Any) -> tuple[dict[str, str], list[str]]:
+        """How this process's environment differs from the one ``km`` was started with: (set or changed, removed).
+
+        A pooled kernel starts before its run is known; a host that sets variables for the run (the scheduler's
+        ``NB2PIPE_SCHEDULE``...) gets them into the kernel through these, as a cold kernel would have inherited them.
+        """
+        with self._lock:
+            started = self._environments.pop(str(km.kernel_id), None)
+        if started is None:
+            return {}, []
+        now = dict(os.environ)
+        changed = {k: v for k, v in now.items() if started.get(k) != v}
+        return changed, sorted(set(started) - set(now))
+
     def discard(self, km: Any) -> None:
         """End a kernel that ran its one notebook (in the background: the run does not wait for it)."""
-        threading.Thread(target=_shutdown, args=(km,), name="nb2pipe-kernel-discard", daemon=True).start()
+        thread = threading.Thread(target=_shutdown, args=(km,), name="nb2pipe-kernel-discard", daemon=True)
+        with self._lock:
+            self._discarding = [t for t in self._discarding if t.is_alive()] + [thread]
+        thread.start()
 
     def close(self) -> None:
-        """Stop refilling and shut down every kernel not yet handed out."""
+        """Stop refilling, shut down every kernel not yet handed out, and wait for discarded ones to end."""
         self._closed.set()
         with self._lock:
             threads = list(self._threads)
@@ -136,6 +164,25 @@ class KernelPool:
                 break
             if not isinstance(item, BaseException):
                 _shutdown(item)
+        with self._lock:
+            discarding = list(self._discarding)
+        for thread in discarding:
+            thread.join(timeout=10)
+
+
+#: A pool this process's ``nb2pipe job run`` takes its kernel from (set by a standby job process).
+_PROCESS_POOL: KernelPool | None = None
+
+
+def set_process_pool(pool: KernelPool | None) -> None:
+    """Let ``nb2pipe job run`` in this process take its kernel from ``pool`` (see :mod:`nb2pipe.jobs.standby`)."""
+    global _PROCESS_POOL
+    _PROCESS_POOL = pool
+
+
+def process_pool() -> KernelPool | None:
+    """The pool set by :func:`set_process_pool`, if any."""
+    return _PROCESS_POOL
 
 
 def _shutdown(km: Any) -> None:

@@ -13,12 +13,15 @@ import contextlib
 import itertools
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..parameters import Declared, notebook_parameters, resolve
 from .execute import JobResult, cancel_local, on_stop_signals
+
+if TYPE_CHECKING:
+    from .pool import KernelPool
 
 
 def split_values(param: Declared | None, text: str) -> list[Any]:
@@ -95,26 +98,94 @@ def sweep(
         from .execute import JobError
 
         raise JobError(f"unknown executor {executor!r}; use local or dask")
+    kernel_name = kernel or _notebook_kernel(notebook)
+
+    def call(params: dict[str, Any]) -> Callable[[KernelPool | None], JobResult]:
+        return lambda kernel_pool: run(
+            notebook, params, kernel=kernel, pool=kernel_pool, handle_signals=False, **options
+        )
+
+    calls = [call(p) for p in runs]
+    return run_all(calls, parallel=parallel, pool_kernel=kernel_name if pool else None, cwd=options.get("cwd"))
+
+
+def run_all(
+    calls: Sequence[Callable[[KernelPool | None], JobResult]],
+    *,
+    parallel: int = 1,
+    pool_kernel: str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> list[JobResult]:
+    """Make each call (one tracked run) with ``parallel`` at once, the kernels of ``pool_kernel`` from a pool.
+
+    Each call gets the pool (or None) and passes it to :func:`~nb2pipe.jobs.execute.run`; a run of another kernel
+    starts its own. Ctrl-C or SIGTERM cancels the runs going and starts no new one. Results in call order.
+    """
     stop = threading.Event()
     kernel_pool = None
-    if pool and len(runs) > 1:
+    if pool_kernel is not None and len(calls) > 1:
         from .pool import KernelPool
 
-        kernel_name = kernel or _notebook_kernel(notebook)
-        kernel_pool = KernelPool(kernel_name, size=max(parallel, 1), cwd=options.get("cwd"), total=len(runs))
+        kernel_pool = KernelPool(pool_kernel, size=max(parallel, 1), cwd=cwd, total=len(calls))
 
-    def one(params: dict[str, Any]) -> JobResult | None:
+    def one(call: Callable[[KernelPool | None], JobResult]) -> JobResult | None:
         if stop.is_set():
             return None
-        return run(notebook, params, kernel=kernel, pool=kernel_pool, handle_signals=False, **options)
+        return call(kernel_pool)
 
     try:
         with _cancel_all_on_signals(stop), ThreadPoolExecutor(max_workers=max(parallel, 1)) as threads:
-            results = list(threads.map(one, runs))
+            results = list(threads.map(one, calls))
     finally:
         if kernel_pool is not None:
             kernel_pool.close()
     return [r for r in results if r is not None]
+
+
+def reruns(
+    run_ids: Sequence[str],
+    *,
+    parallel: int = 1,
+    pool: bool = True,
+    home: str | os.PathLike[str] | None = None,
+    kernel: str | None = None,
+    **options: Any,
+) -> list[JobResult]:
+    """Run recorded runs again (same notebook, parameters and kernel; linked by ``rerun_of``), ``parallel`` at once.
+
+    Every run is looked up and its parameters checked against its notebook as it is now before any starts; the
+    kernels of the most common kernel name come from a pool, as in a sweep.
+    """
+    from collections import Counter
+
+    from ..runstore import RunStore
+    from .execute import run
+
+    with RunStore(home) as store:
+        olds = [store.get_run(run_id) for run_id in run_ids]  # an unknown id: nothing runs
+    for old in olds:
+        resolve(notebook_parameters(old["target"]), [], target=old["target"], values=old["parameters"])
+    kernels = [kernel or old["kernel"] or _notebook_kernel(old["target"]) for old in olds]
+
+    def call(old: dict[str, Any], name: str) -> Callable[[KernelPool | None], JobResult]:
+        return lambda kernel_pool: run(
+            old["target"],
+            old["parameters"],
+            home=home,
+            rerun_of=old["id"],
+            kernel=name,
+            pool=kernel_pool,
+            handle_signals=False,
+            **options,
+        )
+
+    common = Counter(kernels).most_common(1)[0][0] if pool and kernels else None
+    return run_all(
+        [call(old, name) for old, name in zip(olds, kernels, strict=True)],
+        parallel=parallel,
+        pool_kernel=common,
+        cwd=options.get("cwd"),
+    )
 
 
 def _notebook_kernel(notebook: str | os.PathLike[str]) -> str:

@@ -104,6 +104,17 @@ def register(sub: Any, export_sub: Any) -> None:
     p.add_argument(
         "--grace", type=_positive, default=60.0, metavar="S", help="how late a fire may start and be on time (60)"
     )
+    p.add_argument(
+        "--standbys",
+        type=_count(0),
+        default=2,
+        metavar="N",
+        help="notebook runs due within --warm-ahead get a standby job process with its kernel already started, "
+        "at most N at once (2; 0: every run starts cold)",
+    )
+    p.add_argument(
+        "--warm-ahead", type=_positive, default=60.0, metavar="S", help="how far ahead a fire gets a standby (60)"
+    )
     p.set_defaults(handler=_cmd_scheduler)
 
 
@@ -324,7 +335,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 def _cmd_run_now(args: argparse.Namespace) -> int:
     from .loop import Scheduler
 
-    scheduler = Scheduler(args.home)
+    scheduler = Scheduler(args.home, standbys=0)  # one run, now: nothing to start ahead
     try:
         run_id = scheduler.run_now(args.name)
         if run_id is None:
@@ -352,7 +363,10 @@ def _cmd_scheduler(args: argparse.Namespace) -> int:
     logger = logging.getLogger("nb2pipe.scheduler")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    scheduler = Scheduler(args.home, interval=args.interval, grace=args.grace)
+    standbys = 0 if args.once else args.standbys  # --once exits after this tick: no fire to start ahead for
+    scheduler = Scheduler(
+        args.home, interval=args.interval, grace=args.grace, standbys=standbys, warm_ahead=args.warm_ahead
+    )
     restore = install_signal_handlers(scheduler)
     try:
         if args.once:

@@ -19,10 +19,13 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..parameters import python_literal
 from .cron import iso_utc
+
+if TYPE_CHECKING:
+    from .standby import Standbys
 
 RUN_ID_ENV: Final = "NB2PIPE_RUN_ID"
 SCHEDULE_ENV: Final = "NB2PIPE_SCHEDULE"
@@ -177,8 +180,25 @@ class AdoptedHandle:
                 os.killpg(self._pid, sig)
 
 
+@dataclass(frozen=True)
+class Upcoming:
+    """A fire expected within the scheduler's look-ahead (what a launcher may prepare for)."""
+
+    kind: str
+    target: str
+    #: UTC epoch seconds.
+    fire_time: float
+    home: Path
+
+
 class SubprocessLauncher:
-    """Runs each attempt as a command in its own process group; by default the public CLI (:func:`cli_command`)."""
+    """Runs each attempt as a command in its own process group; by default the public CLI (:func:`cli_command`).
+
+    With ``standbys=N`` (and the default command), notebook jobs start warm: :meth:`prepare` keeps up to N standby
+    job processes for the fires that are coming (:mod:`nb2pipe.scheduler.standby`), and :meth:`launch` hands a run
+    to one of them instead of starting ``nb2pipe job run`` cold. Without a standby (none coming, none started in
+    time, or it died) the run starts cold, exactly as before.
+    """
 
     def __init__(
         self,
@@ -186,14 +206,47 @@ class SubprocessLauncher:
         *,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        standbys: int = 0,
     ) -> None:
         self.command = command
         self.cwd = cwd
         self.env = env
+        self.standbys: Standbys | None = None
+        if standbys > 0 and command is None:
+            from .standby import Standbys
+
+            self.standbys = Standbys(standbys, cwd=cwd, env=env)
+        self._kernels: dict[str, tuple[int, str | None]] = {}
+
+    def prepare(self, upcoming: Sequence[Upcoming]) -> None:
+        """Keep standbys warm for the notebook jobs among ``upcoming`` (a no-op without standbys)."""
+        if self.standbys is None:
+            return
+        from .standby import notebook_kernel
+
+        wanted: dict[str, int] = {}
+        logs = None
+        for fire in upcoming:
+            if fire.kind != "job":
+                continue
+            kernel = notebook_kernel(fire.target, self._kernels)
+            if kernel is not None:
+                wanted[kernel] = wanted.get(kernel, 0) + 1
+                logs = fire.home / "schedules" / "logs"
+        self.standbys.want(wanted, logs)
+
+    def close(self) -> None:
+        """End the standbys still waiting (runs already handed to one go on)."""
+        if self.standbys is not None:
+            self.standbys.close()
 
     def launch(self, request: LaunchRequest) -> Handle:
         argv = list((self.command or cli_command)(request))
         env = run_environment(request, self.env)
+        if self.standbys is not None and request.kind == "job":
+            handle = self._hand_over(request, argv, env)
+            if handle is not None:
+                return handle
         if request.log_path is None:
             process = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
         else:
@@ -209,3 +262,16 @@ class SubprocessLauncher:
                     start_new_session=True,
                 )
         return ProcessHandle(process)
+
+    def _hand_over(self, request: LaunchRequest, argv: list[str], env: Mapping[str, str]) -> Handle | None:
+        """Give the run to a standby of the notebook's kernel, if one is alive; None to start it cold."""
+        from .standby import notebook_kernel
+
+        assert self.standbys is not None
+        kernel = notebook_kernel(request.target, self._kernels)
+        while kernel is not None and (standby := self.standbys.take(kernel)) is not None:
+            cwd = self.cwd if self.cwd is not None else os.getcwd()  # where a cold run would start
+            if standby.hand_over(argv[3:], env, request.log_path, cwd):  # argv[:3] is `python -m nb2pipe`
+                self.standbys.handed_over(standby)
+                return ProcessHandle(standby.process)
+        return None

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from ..runstore import new_run_id
 from .cron import Cron, local
-from .launch import AdoptedHandle, Handle, Launcher, LaunchRequest, SubprocessLauncher
+from .launch import AdoptedHandle, Handle, Launcher, LaunchRequest, SubprocessLauncher, Upcoming
 from .store import Schedule, ScheduleStore
 
 log = logging.getLogger("nb2pipe.scheduler")
@@ -89,6 +89,10 @@ class Scheduler:
         stale_after: a scheduler whose heartbeat is this old is presumed dead and its runs are adopted.
         launch_grace: an adopted run with no process yet is given this long to record itself.
         kill_grace: seconds between SIGTERM and SIGKILL for a run past its timeout.
+        standbys: with the default launcher, at most this many standby job processes (Python, the job runner and a
+            kernel already started) are kept for notebook fires coming within ``warm_ahead`` seconds, so those runs
+            start warm (:mod:`nb2pipe.scheduler.standby`); 0 starts every run cold.
+        warm_ahead: how far ahead (seconds) a coming fire gets a standby.
     """
 
     def __init__(
@@ -102,10 +106,13 @@ class Scheduler:
         stale_after: float = 60.0,
         launch_grace: float = 60.0,
         kill_grace: float = 10.0,
+        standbys: int = 2,
+        warm_ahead: float = 60.0,
     ) -> None:
         self.store = ScheduleStore.open(home)
         self.home = self.store.runs.home
-        self.launcher: Launcher = launcher or SubprocessLauncher()
+        self.launcher: Launcher = launcher or SubprocessLauncher(standbys=standbys)
+        self.warm_ahead = warm_ahead
         self.clock: Clock = clock or SystemClock()
         self.interval = interval
         self.grace = grace
@@ -144,16 +151,23 @@ class Scheduler:
             self._thread = None
         with self._lock:
             self.store.scheduler_stopped(self.instance, self.clock.now())
+            close = getattr(self.launcher, "close", None)
+            if close is not None:
+                close()  # waiting standbys end with their kernels; runs handed to one go on
 
     def run(self) -> None:
         """Tick every ``interval`` seconds until :meth:`stop` (or a signal handler calling it) says so."""
         log.info("scheduler %s watching %s", self.instance, self.store.runs.path)
         while not self._stop.is_set():
+            wait = self.interval
             try:
                 self.tick()
+                wake = self.store.next_wakeup(now := self.clock.now())
+                if wake is not None:  # wake up at the fire, not up to an interval after it
+                    wait = min(wait, max(wake - now, 0.001))
             except Exception:  # a locked or full store, a bug: say so, keep the schedules going next tick
                 log.exception("tick failed; trying again in %g s", self.interval)
-            self._stop.wait(self.interval)
+            self._stop.wait(wait)
         log.info("scheduler %s stopped", self.instance)
 
     def request_stop(self) -> None:
@@ -161,6 +175,9 @@ class Scheduler:
         self._stop.set()
 
     def close(self) -> None:
+        close = getattr(self.launcher, "close", None)
+        if close is not None:
+            close()  # standbys of a scheduler that was never stopped
         self.store.close()
 
     @property
@@ -208,7 +225,19 @@ class Scheduler:
                     for schedule in due:
                         report.skipped += self._decide(schedule, now)
             self._start_pending(now, report)
+            self._prepare(now)
             return report
+
+    def _prepare(self, now: float) -> None:
+        """Let the launcher get ready for the fires coming within ``warm_ahead`` (standbys); never fails a tick."""
+        prepare = getattr(self.launcher, "prepare", None)
+        if prepare is None:
+            return
+        try:
+            rows = self.store.upcoming(now, now + self.warm_ahead)
+            prepare([Upcoming(r["kind"], r["target"], r["fire_time"], self.home) for r in rows])
+        except Exception:
+            log.exception("could not prepare standbys; runs start cold")
 
     def run_now(self, name: str) -> str | None:
         """Queue a manual fire of ``name`` now and start it if its concurrency allows; returns the run id."""

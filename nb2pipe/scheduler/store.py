@@ -210,6 +210,28 @@ class ScheduleStore:
         )
         return [Schedule.from_row(r) for r in rows]
 
+    def upcoming(self, now: float, until: float) -> list[sqlite3.Row]:
+        """``(kind, target, fire_time)`` of the fires expected up to ``until``: cron fires and pending ones."""
+        return self.runs.query(
+            "SELECT kind, target, next_fire AS fire_time FROM schedules "
+            "WHERE deleted_at IS NULL AND paused_at IS NULL AND next_fire <= ? "
+            "UNION ALL SELECT s.kind, s.target, f.not_before FROM schedule_fires f "
+            "JOIN schedules s ON s.id = f.schedule_id "
+            "WHERE f.status = 'pending' AND f.not_before <= ? AND s.deleted_at IS NULL",
+            (until, until),
+        )
+
+    def next_wakeup(self, now: float) -> float | None:
+        """The next instant after ``now`` when a cron fire or a waiting retry becomes due (None: nothing is coming)."""
+        row = self.runs.query(
+            "SELECT min(t) FROM (SELECT min(next_fire) AS t FROM schedules "
+            "WHERE deleted_at IS NULL AND paused_at IS NULL AND next_fire > ? "
+            "UNION ALL SELECT min(not_before) FROM schedule_fires WHERE status = 'pending' AND not_before > ?)",
+            (now, now),
+        )
+        value = row[0][0] if row else None
+        return float(value) if value is not None else None
+
     def pause(self, name: str, now: float) -> Schedule:
         schedule = self.get(name)
         with self.runs.transaction() as db:

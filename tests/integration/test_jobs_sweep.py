@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -64,6 +65,26 @@ def test_a_failing_combination_does_not_stop_the_sweep(tmp_path: Path) -> None:
     results = jobs.sweep(notebook, {"n": [1, 2, 3]}, parallel=2, home=tmp_path / "home")
     assert [(r.parameters["n"], r.status) for r in results] == [(1, "succeeded"), (2, "failed"), (3, "succeeded")]
     assert results[1].error == {"cell": 2, "cell_id": "c1", "name": "AssertionError", "message": "two"}
+
+
+def test_rerun_of_several_runs_in_parallel_from_a_pool_each_in_its_own_kernel(tmp_path: Path, capsys: Any) -> None:
+    notebook = make_notebook(tmp_path, FRESH, name="grid.ipynb")
+    home = tmp_path / "home"
+    first = jobs.sweep(notebook, {"n": [1, 2, 3]}, parallel=1, pool=False, home=home)
+    ids = [r.id for r in first]
+    code = main(["job", "rerun", *ids, "--parallel", "2", "--json", "--home", str(home)])
+    assert code == 0
+    again = json.loads(capsys.readouterr().out)
+    assert [r["parameters"] for r in again] == [r.parameters for r in first]  # in the order asked
+    assert all(r["status"] == "succeeded" for r in again)
+    assert [jobs.show(r["id"], home=home)["rerun_of"] for r in again] == ids
+    pids = {r["metrics"]["kernel_pid"] for r in again} | {r.metrics["kernel_pid"] for r in first}
+    assert len(pids) == 6  # a fresh kernel for every run
+    time.sleep(0.5)
+    assert not any(process_alive(p) for p in pids)
+    assert main(["job", "rerun", ids[0], "nosuchrun", "--home", str(home)]) == 2  # checked before any starts
+    assert "nosuchrun" in capsys.readouterr().err
+    assert len(jobs.list(home=home, limit=None)) == 6
 
 
 def test_the_pool_hands_out_each_kernel_once(tmp_path: Path) -> None:
