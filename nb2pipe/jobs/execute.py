@@ -507,7 +507,9 @@ def _run_engine(
     control = RunControl(timeout=timeout, cell_timeout=cell_timeout, on_kernel=on_kernel)
     env = {RUN_ENV: run_id, OUTPUT_ENV: str(outputs), "NB2PIPE_HOME": str(store.home.absolute())}
     setup = f"import os as _nb2pipe_os; _nb2pipe_os.environ.update({env!r}); _nb2pipe_os.chdir({str(cwd)!r})\n"
-    setup += "del _nb2pipe_os"
+    # The kernel keeps the fire time (a notebook may use it) but not the schedule's name: a command started inside
+    # the notebook (`nb2pipe job run other.ipynb`) must not adopt this run's id as if it were the scheduled run.
+    setup += "_nb2pipe_os.environ.pop('NB2PIPE_SCHEDULE', None)\ndel _nb2pipe_os"
     heartbeat = _Heartbeat(store.home, run_id, control)
     heartbeat.start()
     with _ACTIVE_LOCK:

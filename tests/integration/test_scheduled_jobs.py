@@ -28,7 +28,15 @@ def nb2pipe(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_run_now_records_a_real_job_linked_to_its_schedule(tmp_path: Path) -> None:
     nb = make_notebook(
         tmp_path,
-        [("n = 3", ["parameters"]), ("import nb2pipe\nnb2pipe.record('double', n * 2)\nprint('n is', n)", [])],
+        [
+            ("n = 3", ["parameters"]),
+            ("import nb2pipe\nnb2pipe.record('double', n * 2)\nprint('n is', n)", []),
+            # A command started inside the notebook must not take the scheduled run's id: no schedule name in here.
+            (
+                "import os\nprint('inside', os.environ.get('NB2PIPE_SCHEDULE'), 'NB2PIPE_SCHEDULED_FOR' in os.environ)",
+                [],
+            ),
+        ],
         name="nightly.ipynb",
     )
     home = str(tmp_path / "store")
@@ -49,5 +57,6 @@ def test_run_now_records_a_real_job_linked_to_its_schedule(tmp_path: Path) -> No
     executed = json.loads(Path(run["run_dir"], "nightly.ipynb").read_text())
     printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
     assert "n is 21" in printed
+    assert "inside None True" in printed
     shown = nb2pipe("job", "show", run_id, "--home", home, cwd=tmp_path).stdout
     assert "schedule:            nightly (fire time 20" in shown
