@@ -19,13 +19,13 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     """Register the handlers, the launcher that runs and jobs are started with, and the hosted scheduler."""
     from .handlers import handlers, store_home
     from .launcher import Launcher
-    from .scheduling import SchedulerHost, enabled
+    from .scheduling import SchedulerHost, enabled, standbys
 
     web_app = serverapp.web_app
     root = web_app.settings["server_root_dir"]
     home = store_home(root)
     web_app.settings["nb2pipe_launcher"] = Launcher(root, home)
-    host = SchedulerHost(home, enabled=enabled(serverapp), log=serverapp.log)
+    host = SchedulerHost(home, enabled=enabled(serverapp), standbys=standbys(serverapp), log=serverapp.log)
     web_app.settings["nb2pipe_scheduler"] = host
     host.ensure_started()
     web_app.add_handlers(".*$", handlers(web_app.settings["base_url"]))

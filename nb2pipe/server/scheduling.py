@@ -6,6 +6,8 @@ server whose users never schedule anything creates no thread and writes no file.
 ``nb2pipe scheduler`` on the same store is safe: each fire is claimed once, by the database.
 
 Turn it off with ``c.Nb2Pipe.scheduler = False`` in ``jupyter_server_config.py`` or ``NB2PIPE_SERVER_SCHEDULER=0``.
+``c.Nb2Pipe.standbys = N`` sets how many warm job processes it keeps for fires due soon (default 2; 0 starts every
+scheduled run cold), as ``nb2pipe scheduler --standbys N`` does.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ ENV = "NB2PIPE_SERVER_SCHEDULER"
 class SchedulerHost:
     """Owns at most one scheduler thread for the server's run store."""
 
-    def __init__(self, home: Path, *, enabled: bool = True, log: Any = None) -> None:
+    def __init__(self, home: Path, *, enabled: bool = True, standbys: int = 2, log: Any = None) -> None:
         self.home = home
         self.enabled = enabled
+        self.standbys = standbys
         self.log = log
         self.scheduler: Any = None
         self._lock = threading.Lock()
@@ -50,7 +53,7 @@ class SchedulerHost:
                 return self.scheduler is not None
             from ..scheduler import Scheduler
 
-            self.scheduler = Scheduler(self.home)
+            self.scheduler = Scheduler(self.home, standbys=self.standbys)
             self.scheduler.start()
             atexit.register(self.stop)
             if self.log is not None:
@@ -71,3 +74,13 @@ def enabled(serverapp: Any) -> bool:
         return env.strip().lower() not in ("0", "false", "no", "off", "")
     section = serverapp.config.get("Nb2Pipe", {})
     return bool(section.get("scheduler", True))
+
+
+def standbys(serverapp: Any) -> int:
+    """``c.Nb2Pipe.standbys``: warm job processes the hosted scheduler keeps (default 2, never negative)."""
+    value = serverapp.config.get("Nb2Pipe", {}).get("standbys", 2)
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        serverapp.log.warning("nb2pipe: c.Nb2Pipe.standbys=%r is not a number of processes; using 2", value)
+        return 2
