@@ -11,6 +11,7 @@ within it.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import importlib
 import io
@@ -213,22 +214,62 @@ def _user_traceback(exc: BaseException, package_root: str) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
+@dataclass(frozen=True)
+class Warm:
+    """Import these stage modules now, before their stages are due (sent to a worker as soon as it starts)."""
+
+    package_root: str
+    workdir: str
+    modules: tuple[str, ...]
+
+
+def import_stage(module: str) -> Any:
+    """Import a stage module with the cyclic garbage collector paused.
+
+    Importing numerical libraries allocates hundreds of thousands of objects, none of them garbage; pausing the
+    collector meanwhile saves about a tenth of the import time (pandas + scikit-learn: ~0.15 s).
+    """
+    if module in sys.modules:
+        return sys.modules[module]
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return importlib.import_module(module)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def warm(request: Warm) -> None:
+    """Import ``request.modules`` ahead of their stages; an error is left for the stage to report."""
+    _prepare_paths(request.package_root, request.modules[0] if request.modules else "", request.workdir)
+    for module in request.modules:
+        try:
+            import_stage(module)
+        except Exception:  # the stage imports it again and reports the error where it belongs
+            return
+
+
 def _prepare(task: Task) -> None:
+    _prepare_paths(task.package_root, task.module, task.workdir)
+
+
+def _prepare_paths(package_root: str, module: str, workdir: str) -> None:
     # A long-lived worker (Dask) may have imported another version of this package in an earlier run.
-    top = task.module.split(".", 1)[0]
+    top = module.split(".", 1)[0]
     loaded = sys.modules.get(top)
-    if loaded is not None and not str(getattr(loaded, "__file__", "") or "").startswith(task.package_root):
+    if top and loaded is not None and not str(getattr(loaded, "__file__", "") or "").startswith(package_root):
         for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
             del sys.modules[name]
-    if not sys.path or sys.path[0] != task.package_root:
+    if not sys.path or sys.path[0] != package_root:
         with contextlib.suppress(ValueError):
-            sys.path.remove(task.package_root)
-        sys.path.insert(0, task.package_root)
+            sys.path.remove(package_root)
+        sys.path.insert(0, package_root)
         importlib.invalidate_caches()
     if os.environ != _INITIAL_ENV:
         os.environ.clear()
         os.environ.update(_INITIAL_ENV)
-    os.chdir(task.workdir)
+    os.chdir(workdir)
 
 
 def execute(task: Task, worker: str = "") -> Result:
@@ -246,7 +287,7 @@ def execute(task: Task, worker: str = "") -> Result:
         return Result(task.stage, task.key, "failed", started, time.time(), failure=failure, worker=worker)
     kwargs.update(task.params)
     state.restore(snapshot)
-    module = importlib.import_module(task.module)
+    module = import_stage(task.module)
     fn = getattr(module, task.function)
     with _captured(task) as printed:
         try:

@@ -2,7 +2,8 @@
 
 Each worker is a fresh ``python -m nb2pipe.runner.worker`` (never the user's kernel) that runs one stage at a time.
 Workers are spawned lazily, one more only when a stage is ready and every worker is busy, so a chain of stages uses
-one process and pays the libraries' import cost once; ``--workers N`` caps how many run side by side.
+one process and pays the libraries' import cost once; ``--workers N`` caps how many run side by side. The first one
+may be started early (:meth:`LocalExecutor.warm`) to import the first stages' modules while the orchestrator sets up.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from collections import deque
 from typing import IO
 
-from .execute import Failure, Result, Task
+from .execute import Failure, Result, Task, Warm
 
 
 class _Worker:
@@ -34,7 +35,10 @@ class _Worker:
 
     def send(self, task: Task) -> None:
         self.task = task
-        pickle.dump(task, self.stdin, protocol=5)
+        self.post(task)
+
+    def post(self, message: Task | Warm) -> None:
+        pickle.dump(message, self.stdin, protocol=5)
         self.stdin.flush()
 
 
@@ -49,6 +53,22 @@ class LocalExecutor:
         self.queue: deque[Task] = deque()
         self.selector = selectors.DefaultSelector()
 
+    def warm(self, request: Warm) -> None:
+        """Start a worker now and have it import ``request.modules`` while the orchestrator gets ready.
+
+        Called when the first stages are known to need running: the worker's interpreter start and the stage
+        modules' imports (most of a first stage's time) overlap the orchestrator's own setup.
+        """
+        if not self.workers:
+            self._spawn()
+        self.workers[0].post(request)
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker()
+        self.workers.append(worker)
+        self.selector.register(worker.stdout, selectors.EVENT_READ, worker)
+        return worker
+
     def submit(self, task: Task) -> None:
         self.queue.append(task)
         self._dispatch()
@@ -59,9 +79,7 @@ class LocalExecutor:
             if idle is None:
                 if len(self.workers) >= self.max_workers:
                     return
-                idle = _Worker()
-                self.workers.append(idle)
-                self.selector.register(idle.stdout, selectors.EVENT_READ, idle)
+                idle = self._spawn()
             idle.send(self.queue.popleft())
 
     def wait(self, timeout: float) -> list[Result]:

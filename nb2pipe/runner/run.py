@@ -24,7 +24,7 @@ from ..errors import Nb2PipeError
 from ..parameters import Declared, resolve
 from ..runstore import RunStore, store_home, to_json
 from .cache import Cache, Entry, cache_key, file_hash
-from .execute import Failure, Result, Task
+from .execute import Failure, Result, Task, Warm
 from .target import Pipeline, load_target
 
 #: Seconds between heartbeats of a running pipeline run.
@@ -284,8 +284,6 @@ def run_pipeline(
     from_set = set(_check_stages(from_stages, order, "--from"))
     emit = on_event or (lambda kind, outcome: None)
 
-    store = RunStore(home_path)
-    store.reap_orphans()
     from .. import runstore
 
     # A run started by the scheduler is created under the id it allocated, with its schedule and fire time.
@@ -301,25 +299,33 @@ def run_pipeline(
     if only_set:
         forced |= only_set
         needed = _closure(only_set, state.deps)
-    store.create_run(
-        "pipeline",
-        str(target),
-        parameters=params,
-        status="running",
-        run_id=run_id,
-        target_hash=pipeline.target_hash,
-        run_dir=str(run_dir),
-        started_at=time.time(),
-        pid=os.getpid(),
-        pgid=os.getpgid(0),
-        executor=executor,
-        **schedule_fields,
-    )
-    with store.transaction() as db:
-        db.executemany(
-            "INSERT INTO stage_runs (run_id, stage, status, version) VALUES (?, ?, 'pending', ?)",
-            [(run_id, s, state.stages[s]["version"]) for s in order],
+    keys, engine = _start_early(state, needed, forced, executor, workers, executor_options)
+    try:
+        store = RunStore(home_path)
+        store.reap_orphans()
+        store.create_run(
+            "pipeline",
+            str(target),
+            parameters=params,
+            status="running",
+            run_id=run_id,
+            target_hash=pipeline.target_hash,
+            run_dir=str(run_dir),
+            started_at=time.time(),
+            pid=os.getpid(),
+            pgid=os.getpgid(0),
+            executor=executor,
+            **schedule_fields,
         )
+        with store.transaction() as db:
+            db.executemany(
+                "INSERT INTO stage_runs (run_id, stage, status, version) VALUES (?, ?, 'pending', ?)",
+                [(run_id, s, state.stages[s]["version"]) for s in order],
+            )
+    except BaseException:
+        if engine is not None:  # started early, above
+            engine.kill()
+        raise
     report = RunReport(
         run_id,
         pipeline.name,
@@ -342,7 +348,6 @@ def run_pipeline(
             )
     for warning in report.warnings:
         emit("warning", StageOutcome("", reason=warning))
-    engine: Any = None
     deferred: list[tuple[Any, ...]] = []
     pending = [s for s in order if s in needed]
     running: dict[str, float] = {}
@@ -362,7 +367,7 @@ def run_pipeline(
                 if not all(state.outcomes[d].status in ("ran", "cached") for d in deps):
                     continue
                 pending.remove(name)
-                key = state.key(name)
+                key = keys.pop(name, "") or state.key(name)
                 outcome.key = key
                 entry = None if name in forced else state.cache.get(key)
                 if entry is not None:
@@ -439,6 +444,34 @@ def run_pipeline(
     store.close()
     (run_dir / "report.json").write_text(json.dumps(report.to_json(), indent=1, default=repr))
     return report
+
+
+def _start_early(
+    state: _Run,
+    needed: set[str],
+    forced: set[str],
+    executor: str,
+    workers: int | None,
+    options: Mapping[str, Any] | None,
+) -> tuple[dict[str, str], Any]:
+    """Key the stages that depend on nothing; when one of them must run, start the executor now.
+
+    Those keys are final (they depend on no other stage), so whether the first stages will run is known before the
+    run store is opened. An executor that can (the local one) then starts a worker importing their modules while
+    the orchestrator records the run; a run served from the cache starts nothing.
+    """
+    keys = {name: state.key(name) for name in state.order if name in needed and not state.deps[name]}
+    due = [name for name, key in keys.items() if name in forced or state.cache.get(key) is None]
+    if not due:
+        return keys, None
+    from .executors import load
+
+    engine = load(executor, workers=workers, **dict(options or {}))
+    warm = getattr(engine, "warm", None)
+    if warm is not None:
+        modules = tuple(state.stages[name]["module"] for name in due)
+        warm(Warm(str(state.p.package_root), str(state.p.workdir), modules))
+    return keys, engine
 
 
 def _finish(state: _Run, result: Result, started: float) -> None:
