@@ -172,7 +172,9 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for r in rows:
-        print(f"{r['key'][:12]}  {r['pipeline'] or '?':20} {r['stage']:24} {r['size']:>10} B  {r['age']}")
+        formats = ", ".join(f"{n}: {f}" for n, f in sorted(r["formats"].items()))
+        line = f"{r['key'][:12]}  {r['pipeline'] or '?':20} {r['stage']:24} {r['size']:>10} B  {r['age']}"
+        print(f"{line}  {formats}" if formats else line)
     print(f"{len(rows)} cached results, {sum(r['size'] for r in rows)} bytes")
     return 0
 

@@ -51,6 +51,8 @@ class Task:
     state_out: list[str]
     outputs: list[str]
     writes: list[str]
+    #: Input name -> its content hash (an input handed on unchanged is written as a reference to it).
+    input_hashes: dict[str, str]
     #: Output name -> stages that read it (named in serialization errors).
     consumers: dict[str, list[str]]
     #: Where the stage's stdout and stderr are kept with the run.
@@ -100,15 +102,13 @@ _BUNDLES: dict[str, dict[str, Any]] = {}
 
 
 def _load_inputs(task: Task) -> dict[str, Any]:
-    by_entry: dict[str, list[str]] = {}
-    for name, entry in task.inputs.items():
-        by_entry.setdefault(entry, []).append(name)
+    entries = {Path(entry).name: Path(entry) for entry in task.inputs.values()}
+    # One loader for all producers: each bundle is read once, names that were one object there stay one object
+    # here, and a value one producer handed on unchanged from another is that other producer's object.
+    loader = serialize.Loader(entries)
     values: dict[str, Any] = {}
-    for entry, names in by_entry.items():
-        # One bundle per producer, loaded once: names that were one object there stay one object here.
-        bundle = serialize.load(Path(entry) / VALUES)
-        for name in names:
-            values[name] = bundle[name]
+    for name, entry in task.inputs.items():
+        values[name] = loader.load(Path(entry) / VALUES, Path(entry).name)[name]
     return values
 
 
@@ -285,6 +285,11 @@ def execute(task: Task, worker: str = "") -> Result:
     except Exception as exc:  # a cache entry vanished under us (cache clear during a run)
         failure = Failure("input", type(exc).__name__, str(exc))
         return Result(task.stage, task.key, "failed", started, time.time(), failure=failure, worker=worker)
+    sources = {
+        name: serialize.Source(Path(task.inputs[name]).name, task.input_hashes[name], value)
+        for name, value in kwargs.items()
+        if name in task.input_hashes
+    }
     kwargs.update(task.params)
     state.restore(snapshot)
     module = import_stage(task.module)
@@ -301,7 +306,7 @@ def execute(task: Task, worker: str = "") -> Result:
             failure = Failure("exception", type(exc).__name__, str(exc), cell, line, source, text)
     if failure is None:
         try:
-            outputs = _publish(task, cache, returned, printed)
+            outputs = _publish(task, cache, returned, printed, sources)
         except serialize.UnserializableValue as exc:
             consumers = tuple(task.consumers.get(exc.name, ()))
             failure = Failure("serialize", "UnserializableValue", exc.cause, variable=exc.name, consumers=consumers)
@@ -319,24 +324,26 @@ def execute(task: Task, worker: str = "") -> Result:
     )
 
 
-def _publish(task: Task, cache: Cache, returned: dict[str, Any], printed: _Output) -> dict[str, str]:
+def _publish(
+    task: Task, cache: Cache, returned: dict[str, Any], printed: _Output, sources: dict[str, serialize.Source]
+) -> dict[str, str]:
     import json
     import pickle
 
     with cache.writing(task.key) as work:
-        kind, hashes = serialize.dump({k: returned[k] for k in task.outputs}, work / VALUES)
+        written = serialize.dump({k: returned[k] for k in task.outputs}, work / VALUES, sources)
         snapshot = state.capture(task.state_out)
         state_hashes: dict[str, str] = {}
         if snapshot:
             blobs = {k: serialize.dumps_small(v) for k, v in snapshot.items()}
             state_hashes = {k: hashlib.sha256(b).hexdigest() for k, b in blobs.items()}
             (work / STATE).write_bytes(pickle.dumps(snapshot, protocol=5))
-        written: dict[str, str] = {}
+        files: dict[str, str] = {}
         if task.writes:
             (work / "files").mkdir()
             for i, rel in enumerate(task.writes):
                 src = Path(task.workdir) / rel
-                written[rel] = file_hash(src)
+                files[rel] = file_hash(src)
                 if src.is_file():
                     shutil.copy2(src, work / "files" / str(i))
         for name in ("stdout", "stderr"):
@@ -346,12 +353,13 @@ def _publish(task: Task, cache: Cache, returned: dict[str, Any], printed: _Outpu
             "stage": task.stage,
             "version": task.meta.get("version"),
             "pipeline": task.meta.get("pipeline"),
-            "serializer": kind,
-            "outputs": hashes,
+            "serializer": written.serializer,
+            "outputs": written.hashes,
+            "formats": written.formats,
             "state": state_hashes,
-            "writes": written,
+            "writes": files,
             "run_id": task.run_id,
             "created_at": time.time(),
         }
         (work / META).write_text(json.dumps(meta, indent=1, sort_keys=True))
-    return hashes
+    return written.hashes

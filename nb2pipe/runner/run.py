@@ -48,6 +48,8 @@ class StageOutcome:
     outputs: dict[str, str] = field(default_factory=dict)
     #: The cache entry holding the outputs.
     location: str | None = None
+    #: Output name -> how it is stored (``format``, ``buffers``, ``bytes``, ``same_as``), from the entry.
+    formats: dict[str, dict[str, Any]] = field(default_factory=dict)
     failure: Failure | None = None
     stdout: str = ""
     stderr: str = ""
@@ -87,7 +89,11 @@ class RunReport:
                     "time": round(s.seconds, 4),
                     "cache_key": s.key,
                     "outputs": {
-                        n: {"hash": h, "location": f"{s.location}/values.bin#{n}" if s.location else None}
+                        n: {
+                            "hash": h,
+                            "location": f"{s.location}/values.bin#{n}" if s.location else None,
+                            **s.formats.get(n, {}),
+                        }
                         for n, h in s.outputs.items()
                     },
                     **({"error": describe_failure(s, self.cells)} if s.failure else {}),
@@ -209,6 +215,7 @@ class _Run:
             key=key,
             home=str(self.home.resolve()),
             inputs={i["name"]: str(self.entries[i["from"]].path) for i in stage["inputs"]},
+            input_hashes={i["name"]: self.entries[i["from"]].outputs[i["name"]] for i in stage["inputs"]},
             params={p: copy.deepcopy(self.params[p]) for p in stage["parameters"]},
             state_in=state_in,
             state_out=list(stage["state"]["outputs"]),
@@ -374,6 +381,7 @@ def run_pipeline(
                     state.restore_written(entry)
                     state.entries[name] = entry
                     outcome.status, outcome.outputs, outcome.location = "cached", entry.outputs, str(entry.path)
+                    outcome.formats = entry.meta.get("formats", {})
                     deferred.append(_stage_row(run_id, outcome))  # written with the next batch: one transaction
                     emit("cached", outcome)
                     continue
@@ -486,5 +494,6 @@ def _finish(state: _Run, result: Result, started: float) -> None:
             return
         state.entries[result.stage] = entry
         outcome.status, outcome.outputs, outcome.location = "ran", entry.outputs, str(entry.path)
+        outcome.formats = entry.meta.get("formats", {})
     else:
         outcome.status, outcome.failure = "failed", result.failure
