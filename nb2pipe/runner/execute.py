@@ -104,12 +104,13 @@ _BUNDLES: dict[str, dict[str, Any]] = {}
 def _load_inputs(task: Task) -> dict[str, Any]:
     entries = {Path(entry).name: Path(entry) for entry in task.inputs.values()}
     # One loader for all producers: each bundle is read once, names that were one object there stay one object
-    # here, and a value one producer handed on unchanged from another is that other producer's object.
+    # here, and a value one producer handed on from another is that other producer's object (or, when the
+    # handing stage changed it in place, its newer copy: those bundles are read first).
     loader = serialize.Loader(entries)
-    values: dict[str, Any] = {}
-    for name, entry in task.inputs.items():
-        values[name] = loader.load(Path(entry) / VALUES, Path(entry).name)[name]
-    return values
+    first = sorted(entries, key=lambda key: not serialize.supersedes(entries[key] / VALUES))
+    for key in first:
+        loader.load(entries[key] / VALUES, key)
+    return {name: loader.objects[(Path(entry).name, name)] for name, entry in task.inputs.items()}
 
 
 def _load_state(task: Task) -> dict[str, Any]:

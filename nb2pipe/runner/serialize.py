@@ -95,13 +95,12 @@ class _RefPickler:
         if name is None:
             return None
         if name not in self.unchanged:
-            # Changed in place by this stage: the producer's copy is stale, so write the new value instead.
             source = self.sources[name]
             self.unchanged[name] = value_digest(source.value, self.kind)[0] == source.hash
-        if not self.unchanged[name]:
-            return None
         self.used.add(name)
-        return ("input", name)
+        # Changed in place by this stage: the producer's copy is stale; this bundle's copy supersedes it for a
+        # stage that reads both (in the notebook, the input's name sees the change too).
+        return ("input" if self.unchanged[name] else "changed", name)
 
     def dumps(self, value: Any, buffers: list[pickle.PickleBuffer]) -> bytes:
         out = io.BytesIO()
@@ -196,6 +195,7 @@ def dump(values: Mapping[str, Any], path: Path, sources: Mapping[str, Source] | 
         "sections": [[o, memoryview(p).nbytes] for o, p in zip(offsets, sections, strict=True)],
         "buffers": len(buffers),
         "refs": {n: s.entry for n, s in refs.items()},
+        "changed": sorted(n for n in refs if not pickler.unchanged[n]),
     }
     head = json.dumps(header).encode()
     start = len(MAGIC) + _LEN.size + len(head)
@@ -217,6 +217,8 @@ def dump(values: Mapping[str, Any], path: Path, sources: Mapping[str, Source] | 
         same = next((n for n, s in refs.items() if s.value is value), None)
         if same is not None:
             fmt["same_as"] = same
+            if not pickler.unchanged[same]:
+                fmt["changed_in_place"] = True
         formats[name] = fmt
     return Written(kind, hashes, formats)
 
@@ -233,8 +235,21 @@ def _read(path: Path) -> memoryview:
         return memoryview(blob)
 
 
+def supersedes(path: Path) -> bool:
+    """Whether the bundle at ``path`` holds an input its stage changed in place (read such bundles first)."""
+    with open(path, "rb") as fh:
+        if fh.read(len(MAGIC)) != MAGIC:
+            return False
+        (hlen,) = _LEN.unpack(fh.read(_LEN.size))
+        return bool(json.loads(fh.read(hlen)).get("changed"))
+
+
 class Loader:
-    """Reads bundles for one stage, keeping one object per (producer entry, name) across all of them."""
+    """Reads bundles for one stage, keeping one object per (producer entry, name) across all of them.
+
+    A value is ``objects[(entry, name)]``: the first bundle that provides it wins, so bundles holding an input
+    changed in place are read first (:func:`supersedes`) and their copy replaces the producer's stale one.
+    """
 
     def __init__(self, entries: Mapping[str, Path] | None = None) -> None:
         #: Entry key -> directory of the entries this stage reads (references to them are resolved there).
@@ -270,15 +285,16 @@ class Loader:
             copies: list[dict[str, Any]] = []
 
             def resolve(pid: Any) -> Any:
-                name = pid[1]
+                kind, name = pid
                 key = (refs[name], name)
-                if key not in self.objects and refs[name] in self.entries:
-                    self.load(self.entries[refs[name]] / path.name, refs[name])
-                if key not in self.objects:
+                if kind == "changed" or (key not in self.objects and refs[name] not in self.entries):
                     if not copies:
                         copy = parts[count + 1]
                         copies.append(pickle.loads(copy, buffers=parts[count + 2 :]))  # noqa: S301
-                    self.objects[key] = copies[0][name]
+                    if kind == "changed" or key not in self.objects:
+                        self.objects[key] = copies[0][name]
+                elif key not in self.objects:
+                    self.load(self.entries[refs[name]] / path.name, refs[name])
                 return self.objects[key]
 
             unpickler = pickle.Unpickler(io.BytesIO(parts[0]), buffers=parts[1 : count + 1])  # noqa: S301

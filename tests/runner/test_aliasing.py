@@ -63,3 +63,20 @@ def test_verify_finds_no_divergence(tmp_path: Path, home: Path) -> None:
     report = verify(make_notebook(tmp_path, CELLS), home=home)
     assert report.pipeline_status == "succeeded"
     assert report.divergences == [], report.divergences
+
+
+def test_an_input_changed_in_place_through_another_name_is_seen_under_both(tmp_path: Path, home: Path) -> None:
+    # `y = x; y.append(3)`: in the notebook, a later cell sees the change through `x` too, and `x is y`.
+    cells = [
+        ("x = [1, 2]", ["stage:make"]),
+        ("y = x\ny.append(3)", ["stage:grow"]),
+        ("n = len(x)\nsame = x is y", ["stage:check"]),
+        ("result = (n, same)", ["stage:report"]),
+    ]
+    scope: dict[str, object] = {}
+    for source, _ in cells:
+        exec(source, scope)
+    report = run(make_notebook(tmp_path, cells), home)
+    assert report.status == "succeeded", [o.failure for o in report.stages]
+    values = _values(next(o for o in report.stages if o.name == "check").location)
+    assert (values["n"], values["same"]) == (scope["n"], scope["same"]) == (3, True)

@@ -87,7 +87,14 @@ def test_an_input_changed_in_place_is_written_by_value(tmp_path: Path) -> None:
     source = serialize.Source("producer-key", serialize.value_hash(x), x)
     x.append(3)
     written = serialize.dump({"y": x}, tmp_path / "values.bin", {"x": source})
-    assert "same_as" not in written.formats["y"]
+    assert written.formats["y"] == {
+        "format": "pickle",
+        "buffers": 0,
+        "bytes": 0,
+        "same_as": "x",
+        "changed_in_place": True,
+    }
+    assert serialize.supersedes(tmp_path / "values.bin")
     assert serialize.load(tmp_path / "values.bin")["y"] == [1, 2, 3]
 
 
