@@ -132,33 +132,34 @@ class _Output:
     stderr: str = ""
 
 
-_SCRATCH: list[Any] = []
 _LOG_DIRS: set[str] = set()
 
 
-def _scratch() -> tuple[Any, Any]:
-    """Two temporary files reused for every stage this process runs (creating files is the slow part)."""
-    if not _SCRATCH:
-        import tempfile
-
-        _SCRATCH.extend([tempfile.TemporaryFile(), tempfile.TemporaryFile()])
-    for fh in _SCRATCH:
-        fh.seek(0)
-        fh.truncate()
-    return _SCRATCH[0], _SCRATCH[1]
+def log_path(log_dir: str, stage: str, stream: str) -> Path:
+    """Where a stage's ``stdout`` or ``stderr`` is kept with the run (and read live by the local executor)."""
+    return Path(log_dir) / f"{stage}.{stream}"
 
 
 @contextlib.contextmanager
 def _captured(task: Task) -> Iterator[_Output]:
-    """Send the stage's stdout/stderr to scratch files (or buffers), then keep them with the run if non-empty."""
+    """Send the stage's stdout/stderr to its log files in the run folder (or buffers); remove them if empty.
+
+    At the file-descriptor level, child processes and C code included. The files are written as the stage runs,
+    so the local executor can show what the stage prints while it prints it (``sys.stdout`` is line-buffered in a
+    worker).
+    """
     result = _Output()
     if task.capture_fd:
-        out, err = _scratch()
+        if task.log_dir not in _LOG_DIRS:
+            Path(task.log_dir).mkdir(parents=True, exist_ok=True)
+            _LOG_DIRS.add(task.log_dir)
+        paths = [log_path(task.log_dir, task.stage, name) for name in ("stdout", "stderr")]
+        files = [os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644) for path in paths]
         sys.stdout.flush()
         sys.stderr.flush()
         saved = os.dup(1), os.dup(2)
-        os.dup2(out.fileno(), 1)
-        os.dup2(err.fileno(), 2)
+        os.dup2(files[0], 1)
+        os.dup2(files[1], 2)
         try:
             yield result
         finally:
@@ -166,18 +167,21 @@ def _captured(task: Task) -> Iterator[_Output]:
             sys.stderr.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            for fh, attr in ((out, "stdout"), (err, "stderr")):
-                fh.seek(0)
-                setattr(result, attr, fh.read().decode("utf-8", errors="replace"))
-    else:
-        buffers = io.StringIO(), io.StringIO()
-        try:
-            with contextlib.redirect_stdout(buffers[0]), contextlib.redirect_stderr(buffers[1]):
-                yield result
-        finally:
-            result.stdout, result.stderr = buffers[0].getvalue(), buffers[1].getvalue()
+            for fd in (*saved, *files):
+                os.close(fd)
+            for path, attr in zip(paths, ("stdout", "stderr"), strict=True):
+                data = path.read_bytes()
+                if data:
+                    setattr(result, attr, data.decode("utf-8", errors="replace"))
+                else:
+                    path.unlink()
+        return
+    buffers = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffers[0]), contextlib.redirect_stderr(buffers[1]):
+            yield result
+    finally:
+        result.stdout, result.stderr = buffers[0].getvalue(), buffers[1].getvalue()
     if result.stdout or result.stderr:
         if task.log_dir not in _LOG_DIRS:
             Path(task.log_dir).mkdir(parents=True, exist_ok=True)
@@ -185,7 +189,7 @@ def _captured(task: Task) -> Iterator[_Output]:
         for attr in ("stdout", "stderr"):
             text = getattr(result, attr)
             if text:
-                (Path(task.log_dir) / f"{task.stage}.{attr}").write_text(text, encoding="utf-8")
+                log_path(task.log_dir, task.stage, attr).write_text(text, encoding="utf-8")
 
 
 def locate(tb: traceback.StackSummary, stage_file: str) -> tuple[str | None, int | None, str | None]:

@@ -16,9 +16,39 @@ import signal
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Callable
 from typing import IO
 
-from .execute import Failure, Result, Task, Warm
+from .execute import Failure, Result, Task, Warm, log_path
+
+#: ``listener(stage, stream, text)``: complete lines a running stage printed on ``stdout`` or ``stderr``.
+Listener = Callable[[str, str, str], None]
+#: How often the log files of running stages are read while streaming.
+POLL_EVERY = 0.1
+
+
+class _Tail:
+    """Follows one log file of a running stage, handing complete lines to the listener as they appear."""
+
+    def __init__(self, stage: str, stream: str, path: str) -> None:
+        self.stage, self.stream, self.path = stage, stream, path
+        self.fh: IO[bytes] | None = None
+        self.partial = b""
+
+    def poll(self, listener: Listener, final: bool = False) -> None:
+        if self.fh is None:
+            try:
+                self.fh = open(self.path, "rb")  # kept open while the stage runs
+            except OSError:  # not created yet, or removed because the stage printed nothing
+                return
+        data = self.partial + self.fh.read()
+        cut = len(data) if final else data.rfind(b"\n") + 1
+        self.partial = data[cut:]
+        if cut:
+            text = data[:cut].decode("utf-8", errors="replace")
+            listener(self.stage, self.stream, text if text.endswith("\n") else text + "\n")
+        if final:
+            self.fh.close()
 
 
 class _Worker:
@@ -32,9 +62,13 @@ class _Worker:
         self.stdin: IO[bytes] = self.proc.stdin
         self.stdout: IO[bytes] = self.proc.stdout
         self.task: Task | None = None
+        self.tails: list[_Tail] = []
 
-    def send(self, task: Task) -> None:
+    def send(self, task: Task, live: bool) -> None:
         self.task = task
+        if live and task.capture_fd:
+            paths = {n: str(log_path(task.log_dir, task.stage, n)) for n in ("stdout", "stderr")}
+            self.tails = [_Tail(task.stage, n, path) for n, path in paths.items()]
         self.post(task)
 
     def post(self, message: Task | Warm) -> None:
@@ -52,6 +86,11 @@ class LocalExecutor:
         self.workers: list[_Worker] = []
         self.queue: deque[Task] = deque()
         self.selector = selectors.DefaultSelector()
+        self.listener: Listener | None = None
+
+    def stream(self, listener: Listener) -> None:
+        """Hand what running stages print to ``listener``, line by line, while they run."""
+        self.listener = listener
 
     def warm(self, request: Warm) -> None:
         """Start a worker now and have it import ``request.modules`` while the orchestrator gets ready.
@@ -80,10 +119,12 @@ class LocalExecutor:
                 if len(self.workers) >= self.max_workers:
                     return
                 idle = self._spawn()
-            idle.send(self.queue.popleft())
+            idle.send(self.queue.popleft(), self.listener is not None)
 
     def wait(self, timeout: float) -> list[Result]:
         results = []
+        if self.listener is not None:
+            timeout = min(timeout, POLL_EVERY)
         for key, _ in self.selector.select(timeout):
             worker: _Worker = key.data
             task = worker.task
@@ -101,10 +142,21 @@ class LocalExecutor:
                 import time
 
                 result = Result(task.stage, task.key, "failed", time.time(), time.time(), failure=failure)
+            self._follow(worker, final=True)
             worker.task = None
             results.append(result)
+        for worker in self.workers:
+            self._follow(worker)
         self._dispatch()
         return results
+
+    def _follow(self, worker: _Worker, final: bool = False) -> None:
+        if self.listener is None:
+            return
+        for tail in worker.tails:
+            tail.poll(self.listener, final)
+        if final:
+            worker.tails = []
 
     def close(self) -> None:
         # Every result is published (renamed into the cache) before a worker answers, so idle workers hold
@@ -118,6 +170,9 @@ class LocalExecutor:
                 worker.proc.kill()
         for worker in self.workers:
             worker.proc.wait()
+            for tail in worker.tails:
+                if tail.fh is not None:
+                    tail.fh.close()
             for stream in (worker.stdin, worker.stdout):
                 with contextlib.suppress(OSError):
                     stream.close()

@@ -306,7 +306,17 @@ def run_pipeline(
     if only_set:
         forced |= only_set
         needed = _closure(only_set, state.deps)
-    keys, engine = _start_early(state, needed, forced, executor, workers, executor_options)
+    running: dict[str, float] = {}
+
+    def on_output(stage: str, stream: str, text: str) -> None:
+        if len(running) > 1:  # several stages print at once: say whose line it is
+            text = "".join(f"[{stage}] {line}" for line in text.splitlines(keepends=True))
+        chunk = StageOutcome(stage)
+        setattr(chunk, stream, text)
+        emit("output", chunk)
+
+    listener = on_output if on_event is not None else None
+    keys, engine = _start_early(state, needed, forced, executor, workers, executor_options, listener)
     try:
         store = RunStore(home_path)
         store.reap_orphans()
@@ -357,7 +367,6 @@ def run_pipeline(
         emit("warning", StageOutcome("", reason=warning))
     deferred: list[tuple[Any, ...]] = []
     pending = [s for s in order if s in needed]
-    running: dict[str, float] = {}
     last_beat = time.time()
     try:
         while pending or running:
@@ -391,9 +400,7 @@ def run_pipeline(
                         "run the pipeline without --only first"
                     )
                 if engine is None:
-                    from .executors import load
-
-                    engine = load(executor, workers=workers, **dict(executor_options or {}))
+                    engine = _load_engine(executor, workers, executor_options, listener)
                 _write_stage_rows(store, deferred)
                 outcome.status = "running"
                 running[name] = time.time()
@@ -454,6 +461,22 @@ def run_pipeline(
     return report
 
 
+def _load_engine(
+    executor: str,
+    workers: int | None,
+    options: Mapping[str, Any] | None,
+    listener: Callable[[str, str, str], None] | None,
+) -> Any:
+    """The executor, streaming what stages print to ``listener`` when it can (the local one does)."""
+    from .executors import load
+
+    engine = load(executor, workers=workers, **dict(options or {}))
+    stream = getattr(engine, "stream", None)
+    if listener is not None and stream is not None:
+        stream(listener)
+    return engine
+
+
 def _start_early(
     state: _Run,
     needed: set[str],
@@ -461,6 +484,7 @@ def _start_early(
     executor: str,
     workers: int | None,
     options: Mapping[str, Any] | None,
+    listener: Callable[[str, str, str], None] | None,
 ) -> tuple[dict[str, str], Any]:
     """Key the stages that depend on nothing; when one of them must run, start the executor now.
 
@@ -472,9 +496,7 @@ def _start_early(
     due = [name for name, key in keys.items() if name in forced or state.cache.get(key) is None]
     if not due:
         return keys, None
-    from .executors import load
-
-    engine = load(executor, workers=workers, **dict(options or {}))
+    engine = _load_engine(executor, workers, options, listener)
     warm = getattr(engine, "warm", None)
     if warm is not None:
         modules = tuple(state.stages[name]["module"] for name in due)

@@ -35,6 +35,8 @@ def main() -> int:
     channel = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
+    # What a stage prints reaches its log file line by line, so the orchestrator can show it as it comes.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     requests = sys.stdin.buffer
     from .execute import Warm, execute, warm
 
