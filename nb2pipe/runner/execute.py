@@ -133,33 +133,46 @@ class _Output:
 
 
 _LOG_DIRS: set[str] = set()
+#: The two files (stdout, stderr) a worker's stages write to; the local executor passes its own, to follow them.
+_CAPTURE: list[Any] = []
+
+
+def use_capture_files(stdout_fd: int, stderr_fd: int) -> None:
+    """Capture stages' output into these open files (shared with the orchestrator, which reads them live)."""
+    _CAPTURE[:] = [os.fdopen(stdout_fd, "r+b", buffering=0), os.fdopen(stderr_fd, "r+b", buffering=0)]
+
+
+def _capture_files() -> list[Any]:
+    if not _CAPTURE:  # a worker started without them: private scratch files
+        import tempfile
+
+        _CAPTURE.extend([tempfile.TemporaryFile(buffering=0), tempfile.TemporaryFile(buffering=0)])
+    return _CAPTURE
 
 
 def log_path(log_dir: str, stage: str, stream: str) -> Path:
-    """Where a stage's ``stdout`` or ``stderr`` is kept with the run (and read live by the local executor)."""
+    """Where a stage's ``stdout`` or ``stderr`` is kept with the run."""
     return Path(log_dir) / f"{stage}.{stream}"
 
 
 @contextlib.contextmanager
 def _captured(task: Task) -> Iterator[_Output]:
-    """Send the stage's stdout/stderr to its log files in the run folder (or buffers); remove them if empty.
+    """Send the stage's stdout/stderr to the worker's capture files (or buffers), then keep them with the run.
 
-    At the file-descriptor level, child processes and C code included. The files are written as the stage runs,
-    so the local executor can show what the stage prints while it prints it (``sys.stdout`` is line-buffered in a
-    worker).
+    At the file-descriptor level, child processes and C code included. A stage's output is appended to the files
+    (never truncated: the orchestrator follows them from where the stage started, to show each line as it is
+    printed; ``sys.stdout`` is line-buffered in a worker) and read back when the stage ends. Creating files per
+    stage is avoided on purpose: it is the slowest part of a trivial stage.
     """
     result = _Output()
     if task.capture_fd:
-        if task.log_dir not in _LOG_DIRS:
-            Path(task.log_dir).mkdir(parents=True, exist_ok=True)
-            _LOG_DIRS.add(task.log_dir)
-        paths = [log_path(task.log_dir, task.stage, name) for name in ("stdout", "stderr")]
-        files = [os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644) for path in paths]
+        files = _capture_files()
+        starts = [fh.seek(0, os.SEEK_END) for fh in files]
         sys.stdout.flush()
         sys.stderr.flush()
         saved = os.dup(1), os.dup(2)
-        os.dup2(files[0], 1)
-        os.dup2(files[1], 2)
+        os.dup2(files[0].fileno(), 1)
+        os.dup2(files[1].fileno(), 2)
         try:
             yield result
         finally:
@@ -167,21 +180,19 @@ def _captured(task: Task) -> Iterator[_Output]:
             sys.stderr.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
-            for fd in (*saved, *files):
-                os.close(fd)
-            for path, attr in zip(paths, ("stdout", "stderr"), strict=True):
-                data = path.read_bytes()
-                if data:
-                    setattr(result, attr, data.decode("utf-8", errors="replace"))
-                else:
-                    path.unlink()
-        return
-    buffers = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buffers[0]), contextlib.redirect_stderr(buffers[1]):
-            yield result
-    finally:
-        result.stdout, result.stderr = buffers[0].getvalue(), buffers[1].getvalue()
+            os.close(saved[0])
+            os.close(saved[1])
+            for fh, begin, attr in zip(files, starts, ("stdout", "stderr"), strict=True):
+                end = fh.seek(0, os.SEEK_END)
+                if end > begin:
+                    setattr(result, attr, os.pread(fh.fileno(), end - begin, begin).decode("utf-8", "replace"))
+    else:
+        buffers = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buffers[0]), contextlib.redirect_stderr(buffers[1]):
+                yield result
+        finally:
+            result.stdout, result.stderr = buffers[0].getvalue(), buffers[1].getvalue()
     if result.stdout or result.stderr:
         if task.log_dir not in _LOG_DIRS:
             Path(task.log_dir).mkdir(parents=True, exist_ok=True)

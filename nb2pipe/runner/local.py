@@ -15,48 +15,52 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 from collections import deque
 from collections.abc import Callable
 from typing import IO
 
-from .execute import Failure, Result, Task, Warm, log_path
+from .execute import Failure, Result, Task, Warm
 
 #: ``listener(stage, stream, text)``: complete lines a running stage printed on ``stdout`` or ``stderr``.
 Listener = Callable[[str, str, str], None]
-#: How often the log files of running stages are read while streaming.
+#: How often the output of running stages is read while streaming.
 POLL_EVERY = 0.1
 
 
 class _Tail:
-    """Follows one log file of a running stage, handing complete lines to the listener as they appear."""
+    """Follows one capture file of a worker from where a stage started, handing complete lines to the listener."""
 
-    def __init__(self, stage: str, stream: str, path: str) -> None:
-        self.stage, self.stream, self.path = stage, stream, path
-        self.fh: IO[bytes] | None = None
+    def __init__(self, stage: str, stream: str, fd: int) -> None:
+        self.stage, self.stream, self.fd = stage, stream, fd
+        # The worker is idle: everything earlier stages printed is in the file already.
+        self.offset = os.fstat(fd).st_size
         self.partial = b""
 
     def poll(self, listener: Listener, final: bool = False) -> None:
-        if self.fh is None:
-            try:
-                self.fh = open(self.path, "rb")  # kept open while the stage runs
-            except OSError:  # not created yet, or removed because the stage printed nothing
-                return
-        data = self.partial + self.fh.read()
+        chunks = [self.partial]
+        while chunk := os.pread(self.fd, 1 << 16, self.offset):
+            chunks.append(chunk)
+            self.offset += len(chunk)
+        data = b"".join(chunks)
         cut = len(data) if final else data.rfind(b"\n") + 1
         self.partial = data[cut:]
         if cut:
             text = data[:cut].decode("utf-8", errors="replace")
             listener(self.stage, self.stream, text if text.endswith("\n") else text + "\n")
-        if final:
-            self.fh.close()
 
 
 class _Worker:
     def __init__(self) -> None:
+        # Stage output goes to two unnamed files this process keeps open too (created once per worker, not per
+        # stage), so it can be shown while the stage runs.
+        self.capture = [tempfile.TemporaryFile(buffering=0), tempfile.TemporaryFile(buffering=0)]
+        fds = [fh.fileno() for fh in self.capture]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nb2pipe.runner.worker"],
+            [sys.executable, "-m", "nb2pipe.runner.worker", *map(str, fds)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            pass_fds=fds,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin: IO[bytes] = self.proc.stdin
@@ -67,8 +71,8 @@ class _Worker:
     def send(self, task: Task, live: bool) -> None:
         self.task = task
         if live and task.capture_fd:
-            paths = {n: str(log_path(task.log_dir, task.stage, n)) for n in ("stdout", "stderr")}
-            self.tails = [_Tail(task.stage, n, path) for n, path in paths.items()]
+            streams = zip(("stdout", "stderr"), self.capture, strict=True)
+            self.tails = [_Tail(task.stage, name, fh.fileno()) for name, fh in streams]
         self.post(task)
 
     def post(self, message: Task | Warm) -> None:
@@ -170,9 +174,8 @@ class LocalExecutor:
                 worker.proc.kill()
         for worker in self.workers:
             worker.proc.wait()
-            for tail in worker.tails:
-                if tail.fh is not None:
-                    tail.fh.close()
+            for fh in worker.capture:
+                fh.close()
             for stream in (worker.stdin, worker.stdout):
                 with contextlib.suppress(OSError):
                     stream.close()

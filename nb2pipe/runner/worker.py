@@ -38,7 +38,10 @@ def main() -> int:
     # What a stage prints reaches its log file line by line, so the orchestrator can show it as it comes.
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     requests = sys.stdin.buffer
-    from .execute import Warm, execute, warm
+    from .execute import Warm, execute, use_capture_files, warm
+
+    if len(sys.argv) == 3:  # the files the local executor follows to show stage output live
+        use_capture_files(int(sys.argv[1]), int(sys.argv[2]))
 
     name = f"local:{os.getpid()}"
     while True:
