@@ -308,7 +308,14 @@ def execute(task: Task, worker: str = "") -> Result:
     }
     kwargs.update(task.params)
     state.restore(snapshot)
-    module = import_stage(task.module)
+    try:
+        module = import_stage(task.module)
+    except Exception as exc:  # the stage's imports or shared code fail: a failure of the stage, not of the worker
+        text = _user_traceback(exc, task.package_root)
+        stage_file = str(Path(task.package_root, *task.module.split(".")).with_suffix(".py"))
+        cell, line, source = locate(traceback.extract_tb(exc.__traceback__), stage_file)
+        failure = Failure("exception", type(exc).__name__, str(exc), cell, line, source, text)
+        return Result(task.stage, task.key, "failed", started, time.time(), failure=failure, worker=worker)
     fn = getattr(module, task.function)
     with _captured(task) as printed:
         try:
