@@ -489,12 +489,14 @@ def _start_early(
     """Key the stages that depend on nothing; when one of them must run, start the executor now.
 
     Those keys are final (they depend on no other stage), so whether the first stages will run is known before the
-    run store is opened. An executor that can (the local one) then starts a worker importing their modules while
-    the orchestrator records the run; a run served from the cache starts nothing.
+    run store is opened. The local executor then starts a worker importing their modules while the orchestrator
+    records the run; a run served from the cache starts nothing.
     """
     keys = {name: state.key(name) for name in state.order if name in needed and not state.deps[name]}
     due = [name for name, key in keys.items() if name in forced or state.cache.get(key) is None]
-    if not due:
+    if not due or executor != "local":
+        # Another engine (a Dask cluster) is started where it always was: after the run is recorded, so a
+        # scheduler that cannot be reached fails a recorded run.
         return keys, None
     engine = _load_engine(executor, workers, options, listener)
     warm = getattr(engine, "warm", None)
