@@ -7,20 +7,29 @@ Run it from the repository root::
 1. First run: for every ``example_notebooks/*.ipynb``, the converted pipeline run from the command line with an
    empty store (``nb2pipe run DIR``), against the same code as a plain script (``python script.py``, the code
    cells concatenated) and against ``papermill`` on the notebook. Targets: run / script <= 1.3 and
-   run / papermill <= 0.5. Best of 3 each.
+   run / papermill <= 0.5. ``--rounds`` rounds (default 3), the three measured one after the other in each round;
+   the ratios are of the best times, with the range of the per-round ratios, and CPU time (user + sys of the
+   process and the children it waited for: workers, the kernel) next to the wall time.
 2. Re-run with nothing changed: ``nb2pipe run NOTEBOOK`` a second time, end to end from the command line.
    Target: < 0.5 s. Best of 5.
 3. Per-stage overhead of the local executor: a generated 100-stage chain of trivial stages, ``nb2pipe run``
    with an empty store minus the same code as a plain script, divided by 100. Target: < 20 ms. Best of 3.
 
-Prints a Markdown table and writes ``benchmarks/results/run.json``. Exit code 0 when every target is met.
+4. Serialization of the values between stages (CPU time, best of 5): the runner's bundle (pickle 5, raw aligned
+   buffers, memory-mapped when large) against ``.npy`` files for an array and Parquet (when pyarrow is installed)
+   for DataFrames -- the measurements behind the choice of format in ``nb2pipe/runner/serialize.py``.
+
+Prints Markdown tables and writes ``benchmarks/results/run.json``. Exit code 0 when every target is met.
 """
 
 from __future__ import annotations
 
+import argparse
+import gc
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -28,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from nbformat import v4
@@ -39,14 +49,25 @@ BIN = Path(sys.executable).parent
 NB2PIPE = str(BIN / "nb2pipe")
 
 
+#: CPU seconds (user + sys) of the children waited for by the last :func:`timed` call.
+LAST_CPU = [0.0]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(
     cmd: list[str], *, cwd: Path, env: dict[str, str] | None = None, setup: Callable[[], None] | None = None
 ) -> float:
     if setup:
         setup()
+    cpu = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    LAST_CPU[0] = _children_cpu() - cpu
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     return elapsed
@@ -80,7 +101,92 @@ def chain_notebook(path: Path, stages: int = 100) -> None:
     nbformat.write(nb, path)
 
 
+def _cpu_min(fn: Callable[[], float], n: int) -> tuple[float, float]:
+    """Best wall time and best CPU time of ``n`` calls of ``fn``."""
+    walls, cpus = [], []
+    for _ in range(n):
+        walls.append(fn())
+        cpus.append(LAST_CPU[0])
+    return min(walls), min(cpus)
+
+
+def serialization(work: Path) -> list[dict[str, object]]:
+    """CPU time to write and read a value with the runner's bundle, ``.npy`` and Parquet (when installed)."""
+    import numpy as np
+    import pandas as pd
+
+    from nb2pipe.runner import serialize
+
+    def cpu(fn: Callable[[], object]) -> float:
+        best_s = float("inf")
+        for _ in range(5):
+            gc.collect()
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            fn()
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            best_s = min(best_s, after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime)
+        return round(best_s, 4)
+
+    rng = np.random.default_rng(0)
+    n = 500_000
+    values = {
+        "array 80 MB (float64)": rng.random((4000, 2500)),
+        "DataFrame 1M x 8 float64": pd.DataFrame(rng.random((1_000_000, 8)), columns=[f"c{i}" for i in range(8)]),
+        "DataFrame 500k rows, mixed": pd.DataFrame(
+            {
+                "i": np.arange(n),
+                "f": rng.random(n),
+                "s": [f"s{i % 1000}" for i in range(n)],
+                "cat": pd.Categorical(["a", "b"] * (n // 2)),
+                "t": pd.date_range("2020-01-01", periods=n, freq="s"),
+            }
+        ),
+    }
+    try:
+        import pyarrow  # noqa: F401
+
+        parquet = True
+    except ImportError:
+        parquet = False
+    rows: list[dict[str, object]] = []
+    bundle, other = work / "values.bin", work / "value.other"
+    for name, value in values.items():
+        row: dict[str, object] = {
+            "value": name,
+            "bundle_write_s": cpu(lambda v=value: serialize.dump({"v": v}, bundle)),
+            # Reading only maps the file; touching every page is part of the cost, so it is counted.
+            "bundle_read_s": cpu(lambda: _touch(serialize.load(bundle)["v"])),
+            "bundle_mb": round(bundle.stat().st_size / 1e6, 1),
+        }
+        if isinstance(value, np.ndarray):
+            path = other.with_suffix(".npy")
+            row["other"] = ".npy"
+            row["other_write_s"] = cpu(lambda v=value, p=path: np.save(p, v))
+            row["other_read_s"] = cpu(lambda p=path: _touch(np.load(p, mmap_mode="c")))
+            row["other_mb"] = round(path.stat().st_size / 1e6, 1)
+        elif parquet:
+            path = other.with_suffix(".parquet")
+            row["other"] = "parquet"
+            row["other_write_s"] = cpu(lambda v=value, p=path: v.to_parquet(p))
+            row["other_read_s"] = cpu(lambda p=path: _touch(pd.read_parquet(p)))
+            row["other_mb"] = round(path.stat().st_size / 1e6, 1)
+        rows.append(row)
+    return rows
+
+
+def _touch(value: Any) -> float:
+    """Read every number of an array or DataFrame (a memory-mapped one is paged in here)."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return float(value.sum())
+    return float(sum(value[c].to_numpy().sum() for c in value.columns if value[c].dtype.kind in "if"))
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of run / script / papermill per notebook")
+    args = parser.parse_args()
     load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="nb2pipe-bench-run-"))
     env = {**os.environ, "NB2PIPE_HOME": str(work / "store"), "MPLBACKEND": "Agg"}
@@ -96,21 +202,23 @@ def main() -> int:
         pipeline_dir = work / "pipelines" / local.stem
         script = work / f"{local.stem}_script.py"
         script.write_text(script_of(local))
-        t_run = best(
-            3, lambda p=pipeline_dir: timed([NB2PIPE, "run", str(p), "-q"], cwd=work, env=env, setup=fresh_store)
-        )
-        t_script = best(3, lambda s=script: timed([sys.executable, str(s)], cwd=work, env=env))
-        t_pm = best(
-            3,
-            lambda n=local: timed(
-                [str(BIN / "papermill"), str(n), str(work / "out.ipynb"), "--no-progress-bar", "-k", "python3"],
-                cwd=work,
-                env=env,
-            ),
-        )
+        papermill = [str(BIN / "papermill"), str(local), str(work / "out.ipynb"), "--no-progress-bar", "-k", "python3"]
+        rounds: list[dict[str, float]] = []
+        for _ in range(args.rounds):
+            r: dict[str, float] = {}
+            r["run"] = timed([NB2PIPE, "run", str(pipeline_dir), "-q"], cwd=work, env=env, setup=fresh_store)
+            r["run_cpu"] = LAST_CPU[0]
+            r["script"] = timed([sys.executable, str(script)], cwd=work, env=env)
+            r["script_cpu"] = LAST_CPU[0]
+            r["papermill"] = timed(papermill, cwd=work, env=env)
+            r["papermill_cpu"] = LAST_CPU[0]
+            rounds.append(r)
+        t_run, t_script, t_pm = (min(r[k] for r in rounds) for k in ("run", "script", "papermill"))
         fresh_store()
         timed([NB2PIPE, "run", str(local), "-q"], cwd=work, env=env)
-        t_rerun = best(5, lambda n=local: timed([NB2PIPE, "run", str(n), "-q"], cwd=work, env=env))
+        t_rerun, cpu_rerun = _cpu_min(lambda n=local: timed([NB2PIPE, "run", str(n), "-q"], cwd=work, env=env), 5)
+        vs_pm = [r["run"] / r["papermill"] for r in rounds]
+        vs_script = [r["run"] / r["script"] for r in rounds]
         rows.append(
             {
                 "notebook": nb.name,
@@ -120,6 +228,11 @@ def main() -> int:
                 "run_vs_script": round(t_run / t_script, 2),
                 "run_vs_papermill": round(t_run / t_pm, 2),
                 "rerun_s": round(t_rerun, 3),
+                "rounds": args.rounds,
+                "run_vs_papermill_range": [round(min(vs_pm), 2), round(max(vs_pm), 2)],
+                "run_vs_script_range": [round(min(vs_script), 2), round(max(vs_script), 2)],
+                "cpu_s": {k: round(min(r[f"{k}_cpu"] for r in rounds), 3) for k in ("run", "script", "papermill")},
+                "rerun_cpu_s": round(cpu_rerun, 3),
             }
         )
 
@@ -129,9 +242,14 @@ def main() -> int:
     chain_dir = work / "pipelines" / "chain100"
     chain_script = work / "chain100_script.py"
     chain_script.write_text(script_of(chain))
-    t_chain = best(3, lambda: timed([NB2PIPE, "run", str(chain_dir), "-q"], cwd=work, env=env, setup=fresh_store))
-    t_chain_script = best(3, lambda: timed([sys.executable, str(chain_script)], cwd=work, env=env))
+    t_chain, cpu_chain = _cpu_min(
+        lambda: timed([NB2PIPE, "run", str(chain_dir), "-q"], cwd=work, env=env, setup=fresh_store), 3
+    )
+    t_chain_script, cpu_chain_script = _cpu_min(
+        lambda: timed([sys.executable, str(chain_script)], cwd=work, env=env), 3
+    )
     per_stage_ms = (t_chain - t_chain_script) / 100 * 1000
+    per_stage_cpu_ms = (cpu_chain - cpu_chain_script) / 100 * 1000
     fresh_store()
     timed([NB2PIPE, "run", str(chain), "-q"], cwd=work, env=env)
     t_chain_rerun = best(5, lambda: timed([NB2PIPE, "run", str(chain), "-q"], cwd=work, env=env))
@@ -155,16 +273,27 @@ def main() -> int:
             "run_s": round(t_chain, 3),
             "script_s": round(t_chain_script, 3),
             "per_stage_overhead_ms": round(per_stage_ms, 2),
+            "per_stage_overhead_cpu_ms": round(per_stage_cpu_ms, 2),
             "rerun_s": round(t_chain_rerun, 3),
         },
+        "serialization": serialization(work),
         "targets": targets,
     }
     print("| notebook | nb2pipe run (first) | plain script | papermill | run/script | run/papermill | re-run |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
+        lo, hi = r["run_vs_papermill_range"]
         print(
             f"| {r['notebook']} | {r['run_s']:.2f} s | {r['script_s']:.2f} s | {r['papermill_s']:.2f} s | "
-            f"{r['run_vs_script']:.2f} | {r['run_vs_papermill']:.2f} | {r['rerun_s']:.2f} s |"
+            f"{r['run_vs_script']:.2f} | {r['run_vs_papermill']:.2f} ({lo:.2f}-{hi:.2f}) | {r['rerun_s']:.2f} s |"
+        )
+    print("\nCPU time (user + sys, best round): " + "; ".join(f"{r['notebook']} {r['cpu_s']}" for r in rows))
+    print("\n| value | bundle write | bundle read | other | other write | other read |")
+    print("| --- | ---: | ---: | --- | ---: | ---: |")
+    for v in result["serialization"]:  # type: ignore[attr-defined]
+        print(
+            f"| {v['value']} | {v['bundle_write_s']} s | {v['bundle_read_s']} s | {v.get('other', '-')} | "
+            f"{v.get('other_write_s', '-')} s | {v.get('other_read_s', '-')} s |"
         )
     c = result["chain100"]
     print(

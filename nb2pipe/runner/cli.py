@@ -104,8 +104,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     done = [0]
     total = [0]
 
+    streamed: set[str] = set()
+
     def on_event(kind: str, o: Any) -> None:
         if kind == "started":
+            return
+        if kind == "output":  # lines a running stage printed, as it prints them (the local executor)
+            streamed.add(o.name)
+            if not args.quiet:
+                (out if o.stdout else sys.stderr).write(o.stdout or o.stderr)
+                (out if o.stdout else sys.stderr).flush()
             return
         if kind == "warning":
             print(f"nb2pipe: warning: {o.reason}", file=sys.stderr, flush=True)
@@ -117,14 +125,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if kind == "skipped" and o.reason:
             line += f"  ({o.reason})"
         print(line, file=progress, flush=True)
-        if kind in ("ran", "failed") and not args.quiet:
+        if kind in ("ran", "failed") and not args.quiet and o.name not in streamed:
             if o.stdout:
                 out.write(o.stdout if o.stdout.endswith("\n") else o.stdout + "\n")
                 out.flush()
             if o.stderr and kind == "ran":
                 sys.stderr.write(o.stderr if o.stderr.endswith("\n") else o.stderr + "\n")
         if kind == "failed":
-            if o.failure is not None and o.failure.traceback:
+            if o.failure is not None and o.failure.traceback and o.name not in streamed:
                 sys.stderr.write(o.failure.traceback)
             print(f"nb2pipe: {describe_failure(o, cells)}", file=sys.stderr, flush=True)
 
@@ -172,7 +180,9 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for r in rows:
-        print(f"{r['key'][:12]}  {r['pipeline'] or '?':20} {r['stage']:24} {r['size']:>10} B  {r['age']}")
+        formats = ", ".join(f"{n}: {f}" for n, f in sorted(r["formats"].items()))
+        line = f"{r['key'][:12]}  {r['pipeline'] or '?':20} {r['stage']:24} {r['size']:>10} B  {r['age']}"
+        print(f"{line}  {formats}" if formats else line)
     print(f"{len(rows)} cached results, {sum(r['size'] for r in rows)} bytes")
     return 0
 

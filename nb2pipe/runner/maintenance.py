@@ -34,6 +34,7 @@ def list_entries(home: Path) -> list[dict[str, Any]]:
                 "stage": entry.meta.get("stage"),
                 "version": entry.meta.get("version"),
                 "outputs": entry.outputs,
+                "formats": {n: f.get("format", "?") for n, f in entry.meta.get("formats", {}).items()},
                 "size": entry_size(entry.path),
                 "created_at": created,
                 "age": _age(now - created),

@@ -24,7 +24,7 @@ from ..errors import Nb2PipeError
 from ..parameters import Declared, resolve
 from ..runstore import RunStore, store_home, to_json
 from .cache import Cache, Entry, cache_key, file_hash
-from .execute import Failure, Result, Task
+from .execute import Failure, Result, Task, Warm
 from .target import Pipeline, load_target
 
 #: Seconds between heartbeats of a running pipeline run.
@@ -48,6 +48,8 @@ class StageOutcome:
     outputs: dict[str, str] = field(default_factory=dict)
     #: The cache entry holding the outputs.
     location: str | None = None
+    #: Output name -> how it is stored (``format``, ``buffers``, ``bytes``, ``same_as``), from the entry.
+    formats: dict[str, dict[str, Any]] = field(default_factory=dict)
     failure: Failure | None = None
     stdout: str = ""
     stderr: str = ""
@@ -87,7 +89,11 @@ class RunReport:
                     "time": round(s.seconds, 4),
                     "cache_key": s.key,
                     "outputs": {
-                        n: {"hash": h, "location": f"{s.location}/values.bin#{n}" if s.location else None}
+                        n: {
+                            "hash": h,
+                            "location": f"{s.location}/values.bin#{n}" if s.location else None,
+                            **s.formats.get(n, {}),
+                        }
                         for n, h in s.outputs.items()
                     },
                     **({"error": describe_failure(s, self.cells)} if s.failure else {}),
@@ -209,6 +215,7 @@ class _Run:
             key=key,
             home=str(self.home.resolve()),
             inputs={i["name"]: str(self.entries[i["from"]].path) for i in stage["inputs"]},
+            input_hashes={i["name"]: self.entries[i["from"]].outputs[i["name"]] for i in stage["inputs"]},
             params={p: copy.deepcopy(self.params[p]) for p in stage["parameters"]},
             state_in=state_in,
             state_out=list(stage["state"]["outputs"]),
@@ -284,8 +291,6 @@ def run_pipeline(
     from_set = set(_check_stages(from_stages, order, "--from"))
     emit = on_event or (lambda kind, outcome: None)
 
-    store = RunStore(home_path)
-    store.reap_orphans()
     from .. import runstore
 
     # A run started by the scheduler is created under the id it allocated, with its schedule and fire time.
@@ -301,25 +306,43 @@ def run_pipeline(
     if only_set:
         forced |= only_set
         needed = _closure(only_set, state.deps)
-    store.create_run(
-        "pipeline",
-        str(target),
-        parameters=params,
-        status="running",
-        run_id=run_id,
-        target_hash=pipeline.target_hash,
-        run_dir=str(run_dir),
-        started_at=time.time(),
-        pid=os.getpid(),
-        pgid=os.getpgid(0),
-        executor=executor,
-        **schedule_fields,
-    )
-    with store.transaction() as db:
-        db.executemany(
-            "INSERT INTO stage_runs (run_id, stage, status, version) VALUES (?, ?, 'pending', ?)",
-            [(run_id, s, state.stages[s]["version"]) for s in order],
+    running: dict[str, float] = {}
+
+    def on_output(stage: str, stream: str, text: str) -> None:
+        if len(running) > 1:  # several stages print at once: say whose line it is
+            text = "".join(f"[{stage}] {line}" for line in text.splitlines(keepends=True))
+        chunk = StageOutcome(stage)
+        setattr(chunk, stream, text)
+        emit("output", chunk)
+
+    listener = on_output if on_event is not None else None
+    keys, engine = _start_early(state, needed, forced, executor, workers, executor_options, listener)
+    try:
+        store = RunStore(home_path)
+        store.reap_orphans()
+        store.create_run(
+            "pipeline",
+            str(target),
+            parameters=params,
+            status="running",
+            run_id=run_id,
+            target_hash=pipeline.target_hash,
+            run_dir=str(run_dir),
+            started_at=time.time(),
+            pid=os.getpid(),
+            pgid=os.getpgid(0),
+            executor=executor,
+            **schedule_fields,
         )
+        with store.transaction() as db:
+            db.executemany(
+                "INSERT INTO stage_runs (run_id, stage, status, version) VALUES (?, ?, 'pending', ?)",
+                [(run_id, s, state.stages[s]["version"]) for s in order],
+            )
+    except BaseException:
+        if engine is not None:  # started early, above
+            engine.kill()
+        raise
     report = RunReport(
         run_id,
         pipeline.name,
@@ -342,10 +365,8 @@ def run_pipeline(
             )
     for warning in report.warnings:
         emit("warning", StageOutcome("", reason=warning))
-    engine: Any = None
     deferred: list[tuple[Any, ...]] = []
     pending = [s for s in order if s in needed]
-    running: dict[str, float] = {}
     last_beat = time.time()
     try:
         while pending or running:
@@ -362,13 +383,14 @@ def run_pipeline(
                 if not all(state.outcomes[d].status in ("ran", "cached") for d in deps):
                     continue
                 pending.remove(name)
-                key = state.key(name)
+                key = keys.pop(name, "") or state.key(name)
                 outcome.key = key
                 entry = None if name in forced else state.cache.get(key)
                 if entry is not None:
                     state.restore_written(entry)
                     state.entries[name] = entry
                     outcome.status, outcome.outputs, outcome.location = "cached", entry.outputs, str(entry.path)
+                    outcome.formats = entry.meta.get("formats", {})
                     deferred.append(_stage_row(run_id, outcome))  # written with the next batch: one transaction
                     emit("cached", outcome)
                     continue
@@ -378,9 +400,7 @@ def run_pipeline(
                         "run the pipeline without --only first"
                     )
                 if engine is None:
-                    from .executors import load
-
-                    engine = load(executor, workers=workers, **dict(executor_options or {}))
+                    engine = _load_engine(executor, workers, executor_options, listener)
                 _write_stage_rows(store, deferred)
                 outcome.status = "running"
                 running[name] = time.time()
@@ -441,6 +461,51 @@ def run_pipeline(
     return report
 
 
+def _load_engine(
+    executor: str,
+    workers: int | None,
+    options: Mapping[str, Any] | None,
+    listener: Callable[[str, str, str], None] | None,
+) -> Any:
+    """The executor, streaming what stages print to ``listener`` when it can (the local one does)."""
+    from .executors import load
+
+    engine = load(executor, workers=workers, **dict(options or {}))
+    stream = getattr(engine, "stream", None)
+    if listener is not None and stream is not None:
+        stream(listener)
+    return engine
+
+
+def _start_early(
+    state: _Run,
+    needed: set[str],
+    forced: set[str],
+    executor: str,
+    workers: int | None,
+    options: Mapping[str, Any] | None,
+    listener: Callable[[str, str, str], None] | None,
+) -> tuple[dict[str, str], Any]:
+    """Key the stages that depend on nothing; when one of them must run, start the executor now.
+
+    Those keys are final (they depend on no other stage), so whether the first stages will run is known before the
+    run store is opened. The local executor then starts a worker importing their modules while the orchestrator
+    records the run; a run served from the cache starts nothing.
+    """
+    keys = {name: state.key(name) for name in state.order if name in needed and not state.deps[name]}
+    due = [name for name, key in keys.items() if name in forced or state.cache.get(key) is None]
+    if not due or executor != "local":
+        # Another engine (a Dask cluster) is started where it always was: after the run is recorded, so a
+        # scheduler that cannot be reached fails a recorded run.
+        return keys, None
+    engine = _load_engine(executor, workers, options, listener)
+    warm = getattr(engine, "warm", None)
+    if warm is not None:
+        modules = tuple(state.stages[name]["module"] for name in due)
+        warm(Warm(str(state.p.package_root), str(state.p.workdir), modules))
+    return keys, engine
+
+
 def _finish(state: _Run, result: Result, started: float) -> None:
     outcome = state.outcomes[result.stage]
     outcome.seconds = result.ended_at - started
@@ -453,5 +518,6 @@ def _finish(state: _Run, result: Result, started: float) -> None:
             return
         state.entries[result.stage] = entry
         outcome.status, outcome.outputs, outcome.location = "ran", entry.outputs, str(entry.path)
+        outcome.formats = entry.meta.get("formats", {})
     else:
         outcome.status, outcome.failure = "failed", result.failure

@@ -1,6 +1,7 @@
 """A local worker process: ``python -m nb2pipe.runner.worker``, driven by the local executor over pipes.
 
-It reads pickled :class:`~nb2pipe.runner.execute.Task` objects from stdin and writes one pickled
+It reads pickled :class:`~nb2pipe.runner.execute.Task` objects from stdin (or a
+:class:`~nb2pipe.runner.execute.Warm` request: import these stage modules now, answer nothing) and writes one pickled
 :class:`~nb2pipe.runner.execute.Result` per task to the pipe that was its stdout; its own file descriptors 1 and 2
 point at the running stage's log files, so a stray print can never corrupt the protocol. It ignores Ctrl-C (the
 orchestrator decides, and kills it) and, on Linux, dies with its parent, so a killed run leaves no worker behind.
@@ -34,8 +35,13 @@ def main() -> int:
     channel = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
+    # What a stage prints reaches its log file line by line, so the orchestrator can show it as it comes.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     requests = sys.stdin.buffer
-    from .execute import execute
+    from .execute import Warm, execute, use_capture_files, warm
+
+    if len(sys.argv) == 3:  # the files the local executor follows to show stage output live
+        use_capture_files(int(sys.argv[1]), int(sys.argv[2]))
 
     name = f"local:{os.getpid()}"
     while True:
@@ -43,6 +49,9 @@ def main() -> int:
             task = pickle.load(requests)  # noqa: S301 - from our own parent process
         except EOFError:
             return 0
+        if isinstance(task, Warm):
+            warm(task)
+            continue
         result = execute(task, name)
         pickle.dump(result, channel, protocol=5)
         channel.flush()

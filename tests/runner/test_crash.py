@@ -14,7 +14,7 @@ from pathlib import Path
 from nb2pipe.runner.cache import Cache
 from nb2pipe.runner.maintenance import gc
 from tests.helpers import make_notebook
-from tests.runner.conftest import run, statuses
+from tests.runner.conftest import cli, run, statuses
 
 GATED = [
     ("a = 41", ["stage:fast"]),
@@ -104,3 +104,20 @@ def test_ctrl_c_cancels_the_run_records_it_and_exits_130(tmp_path: Path) -> None
     rows = dict(db.execute("SELECT stage, status FROM stage_runs").fetchall())
     assert rows == {"fast": "ran", "slow": "failed", "last": "pending"}
     assert sorted(_entries(home).values()) == ["fast"]
+
+
+def test_a_stage_module_that_cannot_be_imported_fails_its_stage_not_the_worker(tmp_path: Path) -> None:
+    cells = [
+        ("import not_a_module_nb2pipe_test", ["shared"]),
+        ("x = not_a_module_nb2pipe_test.f()", ["stage:uses_it"]),
+        ("y = 1", ["stage:independent"]),
+    ]
+    nb = make_notebook(tmp_path, cells)
+    proc = cli(["run", str(nb), "--workers", "1"], tmp_path / "store")
+    assert proc.returncode == 1
+    assert (
+        "nb2pipe: stage 'uses_it' failed: ModuleNotFoundError: No module named 'not_a_module_nb2pipe_test'"
+        in proc.stderr
+    )
+    assert "WorkerDied" not in proc.stderr
+    assert "ran     independent" in proc.stderr  # the same worker goes on with the other stage
