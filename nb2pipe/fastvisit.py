@@ -23,7 +23,7 @@ from typing import Any
 import libcst as cst
 from libcst.metadata import ExpressionContext, Scope
 from libcst.metadata.expression_context_provider import ExpressionContextVisitor
-from libcst.metadata.scope_provider import ScopeVisitor
+from libcst.metadata.scope_provider import _ASSIGNMENT_LIKE_NODES, ScopeVisitor
 
 _original_visit: Callable[..., Any] = cst.CSTNode.visit
 _lock = threading.Lock()
@@ -244,6 +244,35 @@ class _ScopeVisitor(ScopeVisitor):
 
     #: For :func:`walk`: call only ``on_leave`` for the root of a trivia subtree.
     trivia_roots_only = True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        """``ScopeVisitor.on_leave``, with its per-node type tests answered once per node type.
+
+        libcst tests every node against 18 node classes (each an ABC ``isinstance``, most of the walk's cost) to
+        count assignment-like nodes, then looks up ``leave_<Type>`` by name; both depend on the type alone.
+        """
+        self.provider.set_metadata(original_node, self.scope)
+        plan = _LEAVE_PLANS.get(type(original_node))
+        if plan is None:
+            plan = _leave_plan(type(original_node))
+        counts, leave = plan
+        if counts:
+            self.scope._assignment_count += 1
+        if leave is not None:
+            leave(self, original_node)
+
+
+#: Node type -> (whether ScopeVisitor counts it as an assignment, ScopeVisitor's ``leave_<Type>`` or None).
+_LEAVE_PLANS: dict[type, tuple[bool, Any]] = {}
+
+
+def _leave_plan(ncls: type) -> tuple[bool, Any]:
+    leave = getattr(ScopeVisitor, f"leave_{ncls.__name__}", None)
+    if leave is getattr(_BASE, f"leave_{ncls.__name__}", None):
+        leave = None  # CSTVisitor's empty default
+    plan = (issubclass(ncls, _ASSIGNMENT_LIKE_NODES), leave)
+    _LEAVE_PLANS[ncls] = plan
+    return plan
 
 
 @dataclass(frozen=True)
