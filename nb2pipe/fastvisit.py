@@ -16,11 +16,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import libcst as cst
+from libcst._nodes.internal import CodegenState
 from libcst.metadata import ExpressionContext, Scope
 from libcst.metadata.expression_context_provider import ExpressionContextVisitor
 from libcst.metadata.scope_provider import _ASSIGNMENT_LIKE_NODES, ScopeVisitor
@@ -300,3 +301,24 @@ def resolve_scopes(module: cst.Module) -> Scopes:
         module.visit(visitor)
         visitor.infer_accesses()
     return Scopes(scopes.values, scopes.nodes)
+
+
+_NO_POSITION = nullcontext()
+
+
+class _CodegenState(CodegenState):
+    """libcst's code generation state without its per-node position hook (a no-op generator context per node)."""
+
+    __slots__ = ()
+
+    def record_syntactic_position(
+        self, node: cst.CSTNode, *, start_node: cst.CSTNode | None = None, end_node: cst.CSTNode | None = None
+    ) -> Any:
+        return _NO_POSITION
+
+
+def module_code(module: cst.Module) -> str:
+    """``module.code``, the same text, without entering and leaving a generator context for every node."""
+    state = _CodegenState(default_indent=module.default_indent, default_newline=module.default_newline)
+    module._codegen(state)
+    return "".join(state.tokens)
