@@ -13,6 +13,7 @@ mutates, the process-wide state it touches and the files it names. :mod:`nb2pipe
 
 from __future__ import annotations
 
+import builtins
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from libcst.metadata import (
     ClassScope,
     ComprehensionScope,
     GlobalScope,
+    ImportAssignment,
     QualifiedNameSource,
     Scope,
 )
@@ -149,10 +151,15 @@ def _literal_str(node: cst.BaseExpression) -> str | None:
 class _Facts(cst.CSTVisitor):
     """Collect mutations, state effects and file accesses of the whole module, keyed by the Name they concern."""
 
-    def __init__(self, scopes: Mapping[int, Scope | None], extra_state: dict[str, StateEffect]) -> None:
+    def __init__(
+        self, scopes: Mapping[int, Scope | None], extra_state: dict[str, StateEffect], import_roots: frozenset[str]
+    ) -> None:
         super().__init__()
         #: Scope of every node, by ``id(node)``.
         self.scopes = scopes
+        #: First components of the names imports bind anywhere, and the builtins: the only names whose qualified
+        #: names can come from an import or the builtins.
+        self.import_roots = import_roots
         self.extra_state = extra_state
         #: (Name node, why) for possibly mutated names.
         self.mutated: list[cst.Name] = []
@@ -166,6 +173,9 @@ class _Facts(cst.CSTVisitor):
         scope = self.scopes.get(id(node))
         if scope is None or not isinstance(node, cst.Name | cst.Attribute):
             return None
+        root = _root_name(node)
+        if root is not None and root.value not in self.import_roots:
+            return None  # a local name (most calls): no need to ask libcst
         names = scope.get_qualified_names_for(node)
         for q in sorted(names, key=lambda q: q.name):
             if q.source in (QualifiedNameSource.IMPORT, QualifiedNameSource.BUILTIN):
@@ -298,7 +308,12 @@ class ModuleAnalysis:
         #: Keeps alive the nodes whose ids key ``scopes`` (some belong to modules libcst parsed from strings).
         self.resolved = resolve_scopes(self.module)
         self.scopes = self.resolved.by_id
-        self.facts = _Facts(self.scopes, extra_state or {})
+        #: Every scope once, in order of first appearance.
+        self.all_scopes = list(_scopes(self.scopes))
+        import_roots = {
+            a.name.split(".")[0] for s in self.all_scopes for a in s.assignments if isinstance(a, ImportAssignment)
+        }
+        self.facts = _Facts(self.scopes, extra_state or {}, frozenset(import_roots | set(dir(builtins))))
         #: Parent of every node by ``id(node)``, recorded by the facts walk (cheaper than libcst's ParentNodeProvider).
         self.parents: dict[int, cst.CSTNode] = {}
         walk(self.module, self.facts, self.parents)
@@ -334,11 +349,12 @@ class ModuleAnalysis:
         units = self.units
         for unit in units:
             self._classify(unit)
-        globals_ = [s for s in _scopes(self.scopes) if isinstance(s, GlobalScope)]
+        all_scopes = self.all_scopes
+        globals_ = [s for s in all_scopes if isinstance(s, GlobalScope)]
         gscope = globals_[0] if globals_ else None
         self.match_keywords: set[int] = set()
         match_names = self._match_captures()
-        for scope in _scopes(self.scopes):
+        for scope in all_scopes:
             for access in scope.accesses:
                 node = access.node
                 if isinstance(node, cst.Attribute):  # `os.path.join` after `import os.path`: libcst's access node
@@ -352,7 +368,7 @@ class ModuleAnalysis:
             for assignment in gscope.assignments:
                 if isinstance(assignment, Assignment):
                     self._bind(assignment.name, assignment.node)
-        for scope in _scopes(self.scopes):
+        for scope in all_scopes:
             if isinstance(scope, ComprehensionScope) and _global_scope(scope) is not None:
                 for assignment in scope.assignments:
                     if isinstance(assignment, Assignment) and self._walrus_escapes(assignment.node, scope):
