@@ -535,6 +535,9 @@ def _header_names(target: cst.BaseExpression) -> set[str]:
     return set()
 
 
+_HEADER_TYPES = frozenset({cst.For, cst.With, cst.ExceptHandler, cst.ExceptStarHandler})
+
+
 def _bound_by_enclosing_header(name: str, chain: list[cst.CSTNode]) -> bool:
     """Whether a read sits in the body of a ``for``/``with``/``except`` whose header binds the same name.
 
@@ -542,6 +545,8 @@ def _bound_by_enclosing_header(name: str, chain: list[cst.CSTNode]) -> bool:
     make ``i`` an input of the stage (an earlier stage's ``i`` may not even exist).
     """
     for child, parent in itertools.pairwise(chain):
+        if type(parent) not in _HEADER_TYPES:  # cheap: an isinstance test of a libcst node class is an ABC check
+            continue
         if isinstance(parent, cst.For) and child is parent.body and name in _header_names(parent.target):
             return True
         if isinstance(parent, cst.With) and child is parent.body:

@@ -9,7 +9,7 @@ import libcst as cst
 import pytest
 from libcst.metadata import MetadataWrapper, ScopeProvider
 
-from nb2pipe.fastvisit import fast_visits, is_trivia, resolve_scopes, walk
+from nb2pipe.fastvisit import fast_visits, is_trivia, module_code, parse_module, resolve_scopes, walk
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -175,6 +175,30 @@ def test_fast_visits_leaves_transformers_and_libcst_alone_afterwards() -> None:
     assert cst.CSTNode.visit is original
 
 
+def test_parse_module_builds_what_libcst_builds_and_validates_again_afterwards() -> None:
+    original = cst.CSTNode.__post_init__
+    for source in _sources():
+        ours, theirs = parse_module(source), cst.parse_module(source)
+        assert ours.deep_equals(theirs)
+        assert module_code(ours) == theirs.code == source
+    assert cst.CSTNode.__post_init__ is original
+    with pytest.raises(cst.CSTValidationError):
+        cst.Name("not a name")
+    with pytest.raises(cst.ParserSyntaxError):
+        parse_module("x = (1\n")
+    assert cst.CSTNode.__post_init__ is original
+
+
+def test_module_code_is_libcsts_code_for_built_modules() -> None:
+    module = cst.Module(
+        body=[
+            cst.parse_statement("def f(a, *, b=1):\n    return [a, b]\n"),
+            cst.SimpleStatementLine([cst.Return(cst.Dict([cst.DictElement(cst.SimpleString('"a"'), cst.Name("a"))]))]),
+        ]
+    )
+    assert module_code(module) == module.code
+
+
 def test_resolve_scopes_matches_the_metadata_wrapper() -> None:
     for source in _sources():
         module = cst.parse_module(source)
@@ -196,7 +220,10 @@ def test_resolve_scopes_matches_the_metadata_wrapper() -> None:
             assert type(our_scope) is type(their_scope)
             if their_scope is not None and our_scope is not None:
                 assert scope_ids.setdefault(id(their_scope), id(our_scope)) == id(our_scope)
-                assert sorted(x.name for x in our_scope.assignments) == sorted(x.name for x in their_scope.assignments)
+                # The index orders assignments and accesses (ScopeVisitor.on_leave counts assignment-like nodes).
+                assert sorted((x.name, x._index) for x in our_scope.assignments) == sorted(
+                    (x.name, x._index) for x in their_scope.assignments
+                )
                 if isinstance(node, cst.Name):
                     ours_q = sorted(str(q.name) for q in our_scope.get_qualified_names_for(node))
                     theirs_q = sorted(str(q.name) for q in their_scope.get_qualified_names_for(node))
