@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -51,8 +52,10 @@ def child_fields(cls: type) -> tuple[str, ...]:
 
 #: A field of a node type with the visitor's hooks for it: (name, enter hook, leave hook).
 _Field = tuple[str, Any, Any]
-#: (visitor type, node type) -> (visit hook, leave hook, the node's child fields with their hooks).
-_PLANS: dict[tuple[type, type], tuple[Any, Any, tuple[_Field, ...]]] = {}
+#: A node type's plan for a visitor type: (visit hook, leave hook, the node's child fields with their hooks).
+_Plan = tuple[Any, Any, tuple[_Field, ...]]
+#: Visitor type -> node type -> plan.
+_PLANS: dict[type, dict[type, _Plan]] = {}
 #: Value type -> 1 for a node, 2 for a sequence, 0 for anything else (strings, None, sentinels).
 _KINDS: dict[type, int] = {}
 #: Hook marker: the visitor overrides the generic method (``on_visit``, ``on_visit_attribute``...); call it.
@@ -100,6 +103,35 @@ def _blind_to_trivia(vcls: type) -> bool:
     return blind
 
 
+#: Node type -> its fields whose declared type admits only trivia (or no node at all).
+_TRIVIA_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _trivia_fields(ncls: type) -> frozenset[str]:
+    found = _TRIVIA_FIELDS.get(ncls)
+    if found is None:
+        found = frozenset(f.name for f in dataclasses.fields(ncls) if _only_trivia(f.type))
+        _TRIVIA_FIELDS[ncls] = found
+    return found
+
+
+def _only_trivia(annotation: Any) -> bool:
+    """Whether a field declared as ``annotation`` can hold only trivia nodes, sentinels, strings or None.
+
+    Anything not understood (a forward reference, a type variable) counts as possibly holding a node.
+    """
+    if typing.get_origin(annotation) is typing.Literal:
+        return True
+    args = typing.get_args(annotation)
+    if args:  # Union, Optional, Sequence...: every member must qualify
+        return all(_only_trivia(a) for a in args)
+    if not isinstance(annotation, type) or annotation is object:
+        return False
+    if issubclass(annotation, cst.CSTNode):
+        return is_trivia(annotation) and all(is_trivia(c) for c in _all_subclasses(annotation))
+    return True
+
+
 def _all_subclasses(cls: type) -> list[type]:
     out: list[type] = []
     sub: type
@@ -108,15 +140,16 @@ def _all_subclasses(cls: type) -> list[type]:
     return out
 
 
-def _plan(vcls: type, ncls: type) -> tuple[Any, Any, tuple[_Field, ...]]:
+def _plan(vcls: type, ncls: type) -> _Plan:
     # Hooks are looked up on the visitor's class once per node type (libcst looks them up on the instance at
     # every node: the same methods, unless an instance carries its own).
+    plans = _PLANS.setdefault(vcls, {})
     if is_trivia(ncls) and _blind_to_trivia(vcls):
         # A visitor with no hook for any trivia would see no call at all in this subtree: skip it whole.
-        _PLANS[vcls, ncls] = _SKIP
+        plans[ncls] = _SKIP
         return _SKIP
     if is_trivia(ncls) and getattr(vcls, "trivia_roots_only", False):
-        _PLANS[vcls, ncls] = _ROOT_ONLY
+        plans[ncls] = _ROOT_ONLY
         return _ROOT_ONLY
     t = ncls.__name__
     fields = tuple(
@@ -127,8 +160,12 @@ def _plan(vcls: type, ncls: type) -> tuple[Any, Any, tuple[_Field, ...]]:
         )
         for name in child_fields(ncls)
     )
+    if _blind_to_trivia(vcls):
+        # A field that can hold only trivia leads to skipped subtrees: without hooks of its own, it is left out.
+        trivia = _trivia_fields(ncls)
+        fields = tuple(f for f in fields if f[0] not in trivia or f[1] is not None or f[2] is not None)
     plan = (_hook(vcls, "on_visit", f"visit_{t}"), _hook(vcls, "on_leave", f"leave_{t}"), fields)
-    _PLANS[vcls, ncls] = plan
+    plans[ncls] = plan
     return plan
 
 
@@ -144,11 +181,23 @@ def walk(node: cst.CSTNode, visitor: cst.CSTVisitor, parents: dict[int, cst.CSTN
     With ``parents``, also record the parent of every node visited below ``node``, keyed by ``id(child)`` (except
     trivia skipped for a visitor that has no hook for them, see :func:`is_trivia`).
     """
-    plan = _PLANS.get((type(visitor), type(node)))
+    vcls = type(visitor)
+    plans = _PLANS.get(vcls)
+    if plans is None:
+        plans = _PLANS[vcls] = {}
+    _walk(node, visitor, parents, plans, vcls)
+
+
+def _walk(
+    node: cst.CSTNode,
+    visitor: cst.CSTVisitor,
+    parents: dict[int, cst.CSTNode] | None,
+    plans: dict[type, _Plan],
+    vcls: type,
+) -> None:
+    plan = plans.get(type(node))
     if plan is None:
-        plan = _plan(type(visitor), type(node))
-    if plan is _SKIP:
-        return
+        plan = _plan(vcls, type(node))
     if plan is _ROOT_ONLY:
         visitor.on_leave(node)
         return
@@ -174,12 +223,14 @@ def walk(node: cst.CSTNode, visitor: cst.CSTVisitor, parents: dict[int, cst.CSTN
             if kind == 1:
                 if parents is not None:
                     parents[id(value)] = node
-                walk(value, visitor, parents)
+                if plans.get(t) is not _SKIP:  # skipped trivia: not even a call
+                    _walk(value, visitor, parents, plans, vcls)
             elif kind == 2:
                 for child in value:
                     if parents is not None:
                         parents[id(child)] = node
-                    walk(child, visitor, parents)
+                    if plans.get(type(child)) is not _SKIP:
+                        _walk(child, visitor, parents, plans, vcls)
             if leave is not None:
                 if leave is _GENERIC:
                     visitor.on_leave_attribute(node, name)

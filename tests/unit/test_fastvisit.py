@@ -115,6 +115,9 @@ class _Hooks(cst.CSTVisitor):
     def visit_Name(self, node: cst.Name) -> None:
         self.calls.append(node.value)
 
+    def visit_Arg_comma(self, node: cst.Arg) -> None:  # a hook on a field that holds only trivia
+        self.calls.append("comma of an argument")
+
 
 class _Commas(_Hooks):
     """A visitor with a hook for trivia, which must not be skipped for it."""
@@ -157,10 +160,29 @@ def test_walk_makes_the_same_calls_as_libcst(visitor_type: type[_Recorder] | typ
 def test_walk_records_parents() -> None:
     module = cst.parse_module(SYNTAX)
     parents: dict[int, cst.CSTNode] = {}
-    walk(module, cst.CSTVisitor(), parents)
+    walk(module, _All(), parents)
     stmt = module.body[5]
     assert isinstance(stmt, cst.SimpleStatementLine)
     assert parents[id(stmt)] is module and parents[id(stmt.body[0])] is stmt
+    # A visitor blind to trivia still gets the parent of every other node (and of some trivia: no matter).
+    blind: dict[int, cst.CSTNode] = {}
+    walk(module, cst.CSTVisitor(), blind)
+    node_of = _node_of(module)
+    assert {k: v for k, v in parents.items() if not is_trivia(type(node_of[k]))} == {
+        k: v for k, v in blind.items() if not is_trivia(type(node_of[k]))
+    }
+
+
+def _node_of(module: cst.Module) -> dict[int, cst.CSTNode]:
+    nodes: dict[int, cst.CSTNode] = {}
+
+    class Collect(_All):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            nodes[id(node)] = node
+            return True
+
+    walk(module, Collect())
+    return nodes
 
 
 def test_fast_visits_leaves_transformers_and_libcst_alone_afterwards() -> None:
