@@ -98,6 +98,9 @@ def _comment(text: str) -> cst.EmptyLine:
 
 def _body_statements(stage: StageFlow, local: set[str], path: str, defined_in: dict[int, str]) -> list[Stmt]:
     out: list[Stmt] = []
+    for name in stage.declared:
+        note = _comment(f"`{name}` is bound here only by a function's `global {name}`: declared for its `nonlocal`")
+        out.append(cst.SimpleStatementLine([cst.AnnAssign(cst.Name(name), cst.Annotation(cst.Name("object")))], [note]))
     for unit in stage.copies:
         stmt = _globals_to_nonlocals(unit.stmt, local, unit, path)
         label = f"definition from stage {defined_in.get(unit.pos, '?')!r} ({_cell_label(unit)}), used here"

@@ -35,6 +35,7 @@ from .effects import StateEffect
 from .errors import UnsupportedCodeError
 from .fastvisit import resolve_scopes, walk
 from .magics import ParsedCell, Stmt
+from .unreachable import never_runs
 
 _COMPOUND = (cst.If, cst.For, cst.While, cst.Try, cst.TryStar, cst.Match, cst.Else, cst.ExceptHandler)
 
@@ -55,6 +56,8 @@ class Unit:
     definite: set[str] = field(default_factory=set)
     #: Names read when the statement runs (for definitions: by decorators, defaults, bases, class bodies).
     reads: list[str] = field(default_factory=list)
+    #: Those of ``reads`` read only in code that never runs (see :mod:`nb2pipe.unreachable`).
+    unrun_reads: set[str] = field(default_factory=set)
     #: Names whose object the statement may modify.
     mutates: list[str] = field(default_factory=list)
     #: Names removed with ``del``.
@@ -352,6 +355,8 @@ class ModuleAnalysis:
         all_scopes = self.all_scopes
         globals_ = [s for s in all_scopes if isinstance(s, GlobalScope)]
         gscope = globals_[0] if globals_ else None
+        #: Names the notebook binds at the top level (a ``range`` of its own is not the builtin).
+        self.rebound = {a.name for a in gscope.assignments} if gscope is not None else set()
         self.match_keywords: set[int] = set()
         match_names = self._match_captures()
         for scope in all_scopes:
@@ -475,7 +480,12 @@ class ModuleAnalysis:
         if unit.kind == "def" and self.deferred(chain):
             _add(unit.deferred_reads, node.value)
         elif unit.kind not in ("import", "star", "future"):
+            first = node.value not in unit.reads
             _add(unit.reads, node.value)
+            if not never_runs(chain, self.rebound):
+                unit.unrun_reads.discard(node.value)
+            elif first:
+                unit.unrun_reads.add(node.value)
 
     def _bind(self, name: str, node: cst.CSTNode) -> None:
         pos, chain = self.locate(node)
