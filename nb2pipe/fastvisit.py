@@ -380,12 +380,13 @@ def module_code(module: cst.Module) -> str:
 
 _original_post_init = cst.CSTNode.__post_init__
 _parse_lock = threading.Lock()
-_parse_depth = 0
-_parsing = threading.local()
+#: Threads inside :func:`parse_module`, by ``threading.get_ident()``.
+_parsers: set[int] = set()
+_get_ident = threading.get_ident
 
 
 def _post_init(self: cst.CSTNode) -> None:
-    if not getattr(_parsing, "active", False):
+    if _get_ident() not in _parsers:
         self._validate()
 
 
@@ -394,20 +395,18 @@ def parse_module(source: str) -> cst.Module:
 
     Every node's constructor re-checks its fields (parentheses balanced, required whitespace present...), which a
     tree straight from the parser satisfies by construction: a fifth of the parse (libcst's own comment on
-    ``CSTNode.__post_init__`` suggests the same). Only this thread skips it, only during the parse: nodes built
-    meanwhile by other threads are still checked.
+    ``CSTNode.__post_init__`` suggests the same). Only the parsing thread skips it, only during the parse: nodes
+    built meanwhile by other threads are still checked.
     """
-    global _parse_depth
+    me = _get_ident()
     with _parse_lock:
-        if _parse_depth == 0:
+        if not _parsers:
             cst.CSTNode.__post_init__ = _post_init  # type: ignore[method-assign]
-        _parse_depth += 1
-    _parsing.active = True
+        _parsers.add(me)
     try:
         return cst.parse_module(source)
     finally:
-        _parsing.active = False
         with _parse_lock:
-            _parse_depth -= 1
-            if _parse_depth == 0:
+            _parsers.discard(me)
+            if not _parsers:
                 cst.CSTNode.__post_init__ = _original_post_init  # type: ignore[method-assign]

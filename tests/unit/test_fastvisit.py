@@ -211,6 +211,31 @@ def test_parse_module_builds_what_libcst_builds_and_validates_again_afterwards()
     assert cst.CSTNode.__post_init__ is original
 
 
+def test_other_threads_still_validate_while_a_thread_parses() -> None:
+    import threading
+
+    original = cst.CSTNode.__post_init__
+    sources = _sources() * 5
+    done = threading.Event()
+
+    def parse_all() -> None:
+        for source in sources:
+            parse_module(source)
+        done.set()
+
+    parser = threading.Thread(target=parse_all)
+    checked_while_patched = 0
+    parser.start()
+    while not done.is_set():
+        patched = cst.CSTNode.__post_init__ is not original
+        with pytest.raises(cst.CSTValidationError):
+            cst.Name("not a name")
+        checked_while_patched += patched
+    parser.join()
+    assert checked_while_patched > 0
+    assert cst.CSTNode.__post_init__ is original
+
+
 def test_module_code_is_libcsts_code_for_built_modules() -> None:
     module = cst.Module(
         body=[
