@@ -7,8 +7,9 @@ Run it as a plain script from the repository root::
 1. Generates a synthetic tagged notebook (1,000 code cells in 200 stages, nbformat 4.5 with cell ids)
    whose cells pass variables forward the way real analyses do, and times ``nb2pipe convert`` on it
    through the CLI (wall time of the subprocess, best of 3) against a 2 s target: PASS or FAIL. The CPU time
-   of each run (user + system, from ``getrusage(RUSAGE_CHILDREN)``) is reported too: on a shared machine the
-   wall time also counts waiting for a core, the CPU time does not.
+   of each run (user + system, from ``getrusage(RUSAGE_CHILDREN)``) is reported too, with its own PASS or FAIL
+   against the same target: on a shared machine the wall time also counts waiting for a core, the CPU time
+   does not.
 2. Times ``nb2pipe convert NB -o DIR`` and ``jupyter nbconvert --to script NB --output-dir DIR`` on
    every ``example_notebooks/*.ipynb`` and on the synthetic notebook, best of 5 each, in the same run;
    ratio = nbconvert / nb2pipe, so > 1 means nb2pipe is faster.
@@ -262,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         best = target_run["best_s"]
         passed = bool(target_run["ok"]) and isinstance(best, float) and best < args.target
+        # On a loaded machine the wall time also counts waiting for a core: the CPU time says what an idle one would.
+        best_cpu = target_run["best_cpu_s"]
+        passed_cpu = bool(target_run["ok"]) and isinstance(best_cpu, float) and best_cpu < args.target
 
         # 2. nb2pipe convert against jupyter nbconvert --to script, best of 5 each.
         notebooks = [*sorted(EXAMPLES.glob("*.ipynb")), synthetic]
@@ -340,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_average": os.getloadavg(),
             "error": target_run["error"],
             "pass": passed,
+            "pass_cpu": passed_cpu,
         },
         "comparison": {
             "repeat": 5,
@@ -355,11 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "PASS" if passed else "FAIL"
     print()
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
-    print("| benchmark | best of 3, wall (s) | best of 3, CPU (s) | target, wall (s) | result |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print("| benchmark | best of 3, wall (s) | best of 3, CPU (s) | target (s) | result, wall | result, CPU |")
+    print("| --- | ---: | ---: | ---: | --- | --- |")
     print(
         f"| nb2pipe convert, {described['code_cells']} cells / {described['stages']} stages "
-        f"| {_fmt(best)} | {_fmt(target_run['best_cpu_s'])} | {args.target:.1f} | {verdict} |"
+        f"| {_fmt(best)} | {_fmt(best_cpu)} | {args.target:.1f} | {verdict} | {'PASS' if passed_cpu else 'FAIL'} |"
     )
     if target_run["error"]:
         print(f"\n{target_run['error']}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +71,24 @@ def _state_table(extra_state: Mapping[str, str] | None) -> dict[str, StateEffect
     return {q: StateEffect(k, "set") for q, k in (extra_state or {}).items()}
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the block (the caller's setting is restored after).
+
+    An analysis allocates hundreds of thousands of syntax-tree nodes that stay alive until it ends and hold no
+    reference cycles worth collecting; the collector would walk them again and again (a fifth of the time on a
+    1,000-cell notebook) and free nothing. Memory is still released as usual (reference counting).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def analyze(
     notebook: str | Path | Notebook,
     *,
@@ -81,6 +101,17 @@ def analyze(
     Raises :class:`~nb2pipe.errors.Nb2PipeError` (with the file, cell and cause) for anything that cannot become
     a pipeline that computes what the notebook computes.
     """
+    with _collector_paused():
+        return _analyze(notebook, name=name, keep_magics=keep_magics, extra_state=extra_state)
+
+
+def _analyze(
+    notebook: str | Path | Notebook,
+    *,
+    name: str | None,
+    keep_magics: bool,
+    extra_state: Mapping[str, str] | None,
+) -> Analysis:
     nb = notebook if isinstance(notebook, Notebook) else read_notebook(notebook)
     language = _language(nb)
     if language and language != "python":

@@ -82,6 +82,9 @@ class StageFlow:
     uses_ipython: bool = False
     #: Names bound in the body (locals of the stage function).
     local_names: set[str] = field(default_factory=set)
+    #: Names the stage gets only from a called function's ``global`` assignment: declared in the stage function
+    #: (``x: object``) so that the function's ``nonlocal x`` has a variable to rebind.
+    declared: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -244,11 +247,11 @@ class _Walk:
                 for star in stars:
                     _add(stage.star_imports, star)
                 return None
-            if name in unit.binds:
+            if name in unit.binds or self.unrun_read(unit, name):
                 return None
             raise self.unknown(unit, name)
         if site.kind == "delete":
-            if maybe_local or name in unit.binds:
+            if maybe_local or name in unit.binds or self.unrun_read(unit, name):
                 return None
             raise self.unknown(unit, name)
         if site.kind == "import":
@@ -275,6 +278,10 @@ class _Walk:
                 stage.inputs[name] = site.stage
             self.readers.setdefault((name, site.stage, site.pos), []).append(stage.name)
         return site
+
+    def unrun_read(self, unit: Unit, name: str) -> bool:
+        """A read only in code that never runs, of a name some cell binds (a name none binds is still a typo)."""
+        return name in unit.unrun_reads and any(name in u.binds or name in u.global_writes for u in self.units)
 
     def check_stale_closure(self, unit: Unit, name: str, site: Site, stage: StageFlow) -> None:
         """Refuse a value made by a function that reads globals, used after one of those globals changed.
@@ -308,9 +315,24 @@ class _Walk:
         for name in definition.deferred_reads:
             self.read(unit, name, stage, seen)
         for name in definition.deferred_mutates + definition.global_writes:
+            if name in definition.global_writes and self.rebinds_unbound(unit, name, definition, stage):
+                continue
             self.mutate(unit, name, stage, seen)
         for eff in definition.deferred_state:
             self.touch_state(unit, eff, stage)
+
+    def rebinds_unbound(self, unit: Unit, name: str, definition: Unit, stage: StageFlow) -> bool:
+        """A called function that assigns ``global name`` without reading it, where ``name`` is unbound (deleted,
+        or never bound): the call binds a new value, there is no old one to pass in. Records that binding."""
+        if name in definition.deferred_reads or name in definition.deferred_mutates:
+            return False
+        site, maybe_local = self.lookup(name, unit.pos, stage.name)
+        if maybe_local or (site is not None and site.kind != "delete"):
+            return False
+        self.bind(name, Site(unit.pos, "data", stage.name, True, unit))
+        stage.local_names.add(name)
+        _add(stage.declared, name)
+        return True
 
     def mutate(self, unit: Unit, name: str, stage: StageFlow, seen: set[int]) -> None:
         site = self.read(unit, name, stage, seen)
@@ -487,6 +509,9 @@ def build_flow(
         for other in stage.after + stage.order_after + [p for p in stage.state_in.values() if p]:
             if other != stage.name and other in names:
                 edges.setdefault((other, stage.name), [])
+    for stage in stages:
+        bound = {n for u in stage.body for n in u.binds} | set(stage.inputs) | set(stage.params)
+        stage.declared = [n for n in stage.declared if n not in bound]
     order = _order([s.name for s in stages], edges, plan, path, units)
     return Flow(
         stages=stages,

@@ -16,6 +16,7 @@ import libcst as cst
 
 from .dataflow import Flow, StageFlow
 from .errors import UnsupportedCodeError
+from .fastvisit import module_code
 from .magics import Stmt
 from .scope_analysis import Unit
 
@@ -97,6 +98,9 @@ def _comment(text: str) -> cst.EmptyLine:
 
 def _body_statements(stage: StageFlow, local: set[str], path: str, defined_in: dict[int, str]) -> list[Stmt]:
     out: list[Stmt] = []
+    for name in stage.declared:
+        note = _comment(f"`{name}` is bound here only by a function's `global {name}`: declared for its `nonlocal`")
+        out.append(cst.SimpleStatementLine([cst.AnnAssign(cst.Name(name), cst.Annotation(cst.Name("object")))], [note]))
     for unit in stage.copies:
         stmt = _globals_to_nonlocals(unit.stmt, local, unit, path)
         label = f"definition from stage {defined_in.get(unit.pos, '?')!r} ({_cell_label(unit)}), used here"
@@ -120,10 +124,20 @@ def _body_statements(stage: StageFlow, local: set[str], path: str, defined_in: d
         out.append(stmt.with_changes(leading_lines=lead))
     if current is not None:
         pending += [ln for ln in current.module.footer if ln.comment]
-    returned = ", ".join(f'"{n}": {n}' for n in stage.outputs)
-    ret = cst.parse_statement(f"return {{{returned}}}\n")
-    out.append(ret.with_changes(leading_lines=pending))
+    out.append(_return_dict(stage.outputs, pending))
     return out
+
+
+def _return_dict(names: list[str], leading_lines: list[cst.EmptyLine]) -> cst.SimpleStatementLine:
+    """``return {"a": a, "b": b}``, built as nodes (the tree parsing that line gives, without a parse per stage)."""
+    elements = [cst.DictElement(cst.SimpleString(f'"{n}"'), cst.Name(n)) for n in names]
+    return cst.SimpleStatementLine([cst.Return(cst.Dict(elements))], leading_lines=leading_lines)
+
+
+def _shared_import(names: list[str]) -> cst.SimpleStatementLine:
+    """``from ..shared import a, b``, built as nodes: every stage imports a different set, so caching cannot help."""
+    aliases = [cst.ImportAlias(cst.Name(n)) for n in names]
+    return cst.SimpleStatementLine([cst.ImportFrom(cst.Name("shared"), aliases, relative=[cst.Dot(), cst.Dot()])])
 
 
 def function_name(stage: StageFlow) -> str:
@@ -203,8 +217,8 @@ def render_stage(stage: StageFlow, flow: Flow, notebook: str, path: str) -> str:
     if stage.uses_ipython:
         head += import_lines(["from nb2pipe.runtime import get_ipython"])
     if stage.shared_names:
-        head += import_lines([f"from ..shared import {', '.join(sorted(stage.shared_names))}"])
-    return cst.Module(body=[*_spaced(head), stage_function(stage, flow, path)]).code
+        head.append(_shared_import(sorted(stage.shared_names)))
+    return module_code(cst.Module(body=[*_spaced(head), stage_function(stage, flow, path)]))
 
 
 def _spaced(stmts: list[Stmt]) -> list[Stmt]:
@@ -242,7 +256,7 @@ def render_shared(flow: Flow, notebook: str) -> str:
     head += import_lines(flow.futures)
     head += import_lines(sorted(flow.shared_imports, key=import_sort_key))
     head += import_lines([f"from {m} import *" for m in flow.shared_star])
-    return cst.Module(body=[*_spaced(head), *shared_body(flow)]).code
+    return module_code(cst.Module(body=[*_spaced(head), *shared_body(flow)]))
 
 
 def render_pipeline(flow: Flow, name: str, notebook: str) -> str:
@@ -342,7 +356,7 @@ def render(flow: Flow, name: str, notebook: str, path: str) -> Rendered:
         deps = []
         for n in sorted(stage.shared_names):
             if n not in shared_defs:
-                shared_defs[n] = cst.Module([definer[n].stmt]).code if n in definer else ""
+                shared_defs[n] = module_code(cst.Module([definer[n].stmt])) if n in definer else ""
             deps.append(shared_defs[n])
         versions[stage.name] = _version(code, *deps)
     files["stages/__init__.py"] = f'"""Stage modules of pipeline `{name}`, one per stage."""\n'

@@ -1,4 +1,4 @@
-"""Read-only libcst traversals without rebuilding the tree.
+"""Faster libcst for what the converter does: read-only walks, code generation, parsing. Same results.
 
 ``CSTNode.visit`` walks a node's children through ``_visit_and_replace_children``, which builds (and validates)
 a new copy of every node even when the visitor is a read-only :class:`libcst.CSTVisitor` whose result is thrown
@@ -9,21 +9,26 @@ tree four times, and our facts pass once more.
 ``on_visit_attribute``, ``on_leave_attribute``, ``on_leave``, children in source order) but copies nothing, for
 read-only visitors only; transformers still get libcst's own walk. The order of a node type's children is read
 from the field-name constants of its ``_visit_and_replace_children``, in the order that method visits them.
+
+:func:`module_code` generates a module's code without libcst's per-node position hook, and :func:`parse_module`
+parses without re-validating the nodes the parser builds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+import typing
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import libcst as cst
+from libcst._nodes.internal import CodegenState
 from libcst.metadata import ExpressionContext, Scope
 from libcst.metadata.expression_context_provider import ExpressionContextVisitor
-from libcst.metadata.scope_provider import ScopeVisitor
+from libcst.metadata.scope_provider import _ASSIGNMENT_LIKE_NODES, ScopeVisitor
 
 _original_visit: Callable[..., Any] = cst.CSTNode.visit
 _lock = threading.Lock()
@@ -47,8 +52,10 @@ def child_fields(cls: type) -> tuple[str, ...]:
 
 #: A field of a node type with the visitor's hooks for it: (name, enter hook, leave hook).
 _Field = tuple[str, Any, Any]
-#: (visitor type, node type) -> (visit hook, leave hook, the node's child fields with their hooks).
-_PLANS: dict[tuple[type, type], tuple[Any, Any, tuple[_Field, ...]]] = {}
+#: A node type's plan for a visitor type: (visit hook, leave hook, the node's child fields with their hooks).
+_Plan = tuple[Any, Any, tuple[_Field, ...]]
+#: Visitor type -> node type -> plan.
+_PLANS: dict[type, dict[type, _Plan]] = {}
 #: Value type -> 1 for a node, 2 for a sequence, 0 for anything else (strings, None, sentinels).
 _KINDS: dict[type, int] = {}
 #: Hook marker: the visitor overrides the generic method (``on_visit``, ``on_visit_attribute``...); call it.
@@ -96,6 +103,35 @@ def _blind_to_trivia(vcls: type) -> bool:
     return blind
 
 
+#: Node type -> its fields whose declared type admits only trivia (or no node at all).
+_TRIVIA_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _trivia_fields(ncls: type) -> frozenset[str]:
+    found = _TRIVIA_FIELDS.get(ncls)
+    if found is None:
+        found = frozenset(f.name for f in dataclasses.fields(ncls) if _only_trivia(f.type))
+        _TRIVIA_FIELDS[ncls] = found
+    return found
+
+
+def _only_trivia(annotation: Any) -> bool:
+    """Whether a field declared as ``annotation`` can hold only trivia nodes, sentinels, strings or None.
+
+    Anything not understood (a forward reference, a type variable) counts as possibly holding a node.
+    """
+    if typing.get_origin(annotation) is typing.Literal:
+        return True
+    args = typing.get_args(annotation)
+    if args:  # Union, Optional, Sequence...: every member must qualify
+        return all(_only_trivia(a) for a in args)
+    if not isinstance(annotation, type) or annotation is object:
+        return False
+    if issubclass(annotation, cst.CSTNode):
+        return is_trivia(annotation) and all(is_trivia(c) for c in _all_subclasses(annotation))
+    return True
+
+
 def _all_subclasses(cls: type) -> list[type]:
     out: list[type] = []
     sub: type
@@ -104,15 +140,16 @@ def _all_subclasses(cls: type) -> list[type]:
     return out
 
 
-def _plan(vcls: type, ncls: type) -> tuple[Any, Any, tuple[_Field, ...]]:
+def _plan(vcls: type, ncls: type) -> _Plan:
     # Hooks are looked up on the visitor's class once per node type (libcst looks them up on the instance at
     # every node: the same methods, unless an instance carries its own).
+    plans = _PLANS.setdefault(vcls, {})
     if is_trivia(ncls) and _blind_to_trivia(vcls):
         # A visitor with no hook for any trivia would see no call at all in this subtree: skip it whole.
-        _PLANS[vcls, ncls] = _SKIP
+        plans[ncls] = _SKIP
         return _SKIP
     if is_trivia(ncls) and getattr(vcls, "trivia_roots_only", False):
-        _PLANS[vcls, ncls] = _ROOT_ONLY
+        plans[ncls] = _ROOT_ONLY
         return _ROOT_ONLY
     t = ncls.__name__
     fields = tuple(
@@ -123,8 +160,12 @@ def _plan(vcls: type, ncls: type) -> tuple[Any, Any, tuple[_Field, ...]]:
         )
         for name in child_fields(ncls)
     )
+    if _blind_to_trivia(vcls):
+        # A field that can hold only trivia leads to skipped subtrees: without hooks of its own, it is left out.
+        trivia = _trivia_fields(ncls)
+        fields = tuple(f for f in fields if f[0] not in trivia or f[1] is not None or f[2] is not None)
     plan = (_hook(vcls, "on_visit", f"visit_{t}"), _hook(vcls, "on_leave", f"leave_{t}"), fields)
-    _PLANS[vcls, ncls] = plan
+    plans[ncls] = plan
     return plan
 
 
@@ -140,11 +181,23 @@ def walk(node: cst.CSTNode, visitor: cst.CSTVisitor, parents: dict[int, cst.CSTN
     With ``parents``, also record the parent of every node visited below ``node``, keyed by ``id(child)`` (except
     trivia skipped for a visitor that has no hook for them, see :func:`is_trivia`).
     """
-    plan = _PLANS.get((type(visitor), type(node)))
+    vcls = type(visitor)
+    plans = _PLANS.get(vcls)
+    if plans is None:
+        plans = _PLANS[vcls] = {}
+    _walk(node, visitor, parents, plans, vcls)
+
+
+def _walk(
+    node: cst.CSTNode,
+    visitor: cst.CSTVisitor,
+    parents: dict[int, cst.CSTNode] | None,
+    plans: dict[type, _Plan],
+    vcls: type,
+) -> None:
+    plan = plans.get(type(node))
     if plan is None:
-        plan = _plan(type(visitor), type(node))
-    if plan is _SKIP:
-        return
+        plan = _plan(vcls, type(node))
     if plan is _ROOT_ONLY:
         visitor.on_leave(node)
         return
@@ -170,12 +223,14 @@ def walk(node: cst.CSTNode, visitor: cst.CSTVisitor, parents: dict[int, cst.CSTN
             if kind == 1:
                 if parents is not None:
                     parents[id(value)] = node
-                walk(value, visitor, parents)
+                if plans.get(t) is not _SKIP:  # skipped trivia: not even a call
+                    _walk(value, visitor, parents, plans, vcls)
             elif kind == 2:
                 for child in value:
                     if parents is not None:
                         parents[id(child)] = node
-                    walk(child, visitor, parents)
+                    if plans.get(type(child)) is not _SKIP:
+                        _walk(child, visitor, parents, plans, vcls)
             if leave is not None:
                 if leave is _GENERIC:
                     visitor.on_leave_attribute(node, name)
@@ -245,6 +300,35 @@ class _ScopeVisitor(ScopeVisitor):
     #: For :func:`walk`: call only ``on_leave`` for the root of a trivia subtree.
     trivia_roots_only = True
 
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        """``ScopeVisitor.on_leave``, with its per-node type tests answered once per node type.
+
+        libcst tests every node against 18 node classes (each an ABC ``isinstance``, most of the walk's cost) to
+        count assignment-like nodes, then looks up ``leave_<Type>`` by name; both depend on the type alone.
+        """
+        self.provider.set_metadata(original_node, self.scope)
+        plan = _LEAVE_PLANS.get(type(original_node))
+        if plan is None:
+            plan = _leave_plan(type(original_node))
+        counts, leave = plan
+        if counts:
+            self.scope._assignment_count += 1
+        if leave is not None:
+            leave(self, original_node)
+
+
+#: Node type -> (whether ScopeVisitor counts it as an assignment, ScopeVisitor's ``leave_<Type>`` or None).
+_LEAVE_PLANS: dict[type, tuple[bool, Any]] = {}
+
+
+def _leave_plan(ncls: type) -> tuple[bool, Any]:
+    leave = getattr(ScopeVisitor, f"leave_{ncls.__name__}", None)
+    if leave is getattr(_BASE, f"leave_{ncls.__name__}", None):
+        leave = None  # CSTVisitor's empty default
+    plan = (issubclass(ncls, _ASSIGNMENT_LIKE_NODES), leave)
+    _LEAVE_PLANS[ncls] = plan
+    return plan
+
 
 @dataclass(frozen=True)
 class Scopes:
@@ -271,3 +355,58 @@ def resolve_scopes(module: cst.Module) -> Scopes:
         module.visit(visitor)
         visitor.infer_accesses()
     return Scopes(scopes.values, scopes.nodes)
+
+
+_NO_POSITION = nullcontext()
+
+
+class _CodegenState(CodegenState):
+    """libcst's code generation state without its per-node position hook (a no-op generator context per node)."""
+
+    __slots__ = ()
+
+    def record_syntactic_position(
+        self, node: cst.CSTNode, *, start_node: cst.CSTNode | None = None, end_node: cst.CSTNode | None = None
+    ) -> Any:
+        return _NO_POSITION
+
+
+def module_code(module: cst.Module) -> str:
+    """``module.code``, the same text, without entering and leaving a generator context for every node."""
+    state = _CodegenState(default_indent=module.default_indent, default_newline=module.default_newline)
+    module._codegen(state)
+    return "".join(state.tokens)
+
+
+_original_post_init = cst.CSTNode.__post_init__
+_parse_lock = threading.Lock()
+#: Threads inside :func:`parse_module`, by ``threading.get_ident()``.
+_parsers: set[int] = set()
+_get_ident = threading.get_ident
+
+
+def _post_init(self: cst.CSTNode) -> None:
+    if _get_ident() not in _parsers:
+        self._validate()
+
+
+def parse_module(source: str) -> cst.Module:
+    """``libcst.parse_module(source)`` without validating each node the parser builds.
+
+    Every node's constructor re-checks its fields (parentheses balanced, required whitespace present...), which a
+    tree straight from the parser satisfies by construction: a fifth of the parse (libcst's own comment on
+    ``CSTNode.__post_init__`` suggests the same). Only the parsing thread skips it, only during the parse: nodes
+    built meanwhile by other threads are still checked.
+    """
+    me = _get_ident()
+    with _parse_lock:
+        if not _parsers:
+            cst.CSTNode.__post_init__ = _post_init  # type: ignore[method-assign]
+        _parsers.add(me)
+    try:
+        return cst.parse_module(source)
+    finally:
+        with _parse_lock:
+            _parsers.discard(me)
+            if not _parsers:
+                cst.CSTNode.__post_init__ = _original_post_init  # type: ignore[method-assign]

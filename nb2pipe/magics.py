@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from .errors import CellSyntaxError, MagicError
+from .fastvisit import parse_module
 from .notebook import Cell
 
 #: A statement as libcst types module and block bodies.
@@ -96,7 +97,7 @@ def _parse(source: str, cell: Cell, path: str, *, check_nesting: bool) -> cst.Mo
         if python_error is not None:
             raise python_error
     try:
-        return cst.parse_module(source)
+        return parse_module(source)
     except RecursionError:
         raise CellSyntaxError("the code is nested too deeply to analyse", **cell.where(path)) from None
 

@@ -13,6 +13,7 @@ mutates, the process-wide state it touches and the files it names. :mod:`nb2pipe
 
 from __future__ import annotations
 
+import builtins
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from libcst.metadata import (
     ClassScope,
     ComprehensionScope,
     GlobalScope,
+    ImportAssignment,
     QualifiedNameSource,
     Scope,
 )
@@ -33,6 +35,7 @@ from .effects import StateEffect
 from .errors import UnsupportedCodeError
 from .fastvisit import resolve_scopes, walk
 from .magics import ParsedCell, Stmt
+from .unreachable import never_runs
 
 _COMPOUND = (cst.If, cst.For, cst.While, cst.Try, cst.TryStar, cst.Match, cst.Else, cst.ExceptHandler)
 
@@ -53,6 +56,8 @@ class Unit:
     definite: set[str] = field(default_factory=set)
     #: Names read when the statement runs (for definitions: by decorators, defaults, bases, class bodies).
     reads: list[str] = field(default_factory=list)
+    #: Those of ``reads`` read only in code that never runs (see :mod:`nb2pipe.unreachable`).
+    unrun_reads: set[str] = field(default_factory=set)
     #: Names whose object the statement may modify.
     mutates: list[str] = field(default_factory=list)
     #: Names removed with ``del``.
@@ -149,10 +154,15 @@ def _literal_str(node: cst.BaseExpression) -> str | None:
 class _Facts(cst.CSTVisitor):
     """Collect mutations, state effects and file accesses of the whole module, keyed by the Name they concern."""
 
-    def __init__(self, scopes: Mapping[int, Scope | None], extra_state: dict[str, StateEffect]) -> None:
+    def __init__(
+        self, scopes: Mapping[int, Scope | None], extra_state: dict[str, StateEffect], import_roots: frozenset[str]
+    ) -> None:
         super().__init__()
         #: Scope of every node, by ``id(node)``.
         self.scopes = scopes
+        #: First components of the names imports bind anywhere, and the builtins: the only names whose qualified
+        #: names can come from an import or the builtins.
+        self.import_roots = import_roots
         self.extra_state = extra_state
         #: (Name node, why) for possibly mutated names.
         self.mutated: list[cst.Name] = []
@@ -166,6 +176,9 @@ class _Facts(cst.CSTVisitor):
         scope = self.scopes.get(id(node))
         if scope is None or not isinstance(node, cst.Name | cst.Attribute):
             return None
+        root = _root_name(node)
+        if root is not None and root.value not in self.import_roots:
+            return None  # a local name (most calls): no need to ask libcst
         names = scope.get_qualified_names_for(node)
         for q in sorted(names, key=lambda q: q.name):
             if q.source in (QualifiedNameSource.IMPORT, QualifiedNameSource.BUILTIN):
@@ -298,7 +311,12 @@ class ModuleAnalysis:
         #: Keeps alive the nodes whose ids key ``scopes`` (some belong to modules libcst parsed from strings).
         self.resolved = resolve_scopes(self.module)
         self.scopes = self.resolved.by_id
-        self.facts = _Facts(self.scopes, extra_state or {})
+        #: Every scope once, in order of first appearance.
+        self.all_scopes = list(_scopes(self.scopes))
+        import_roots = {
+            a.name.split(".")[0] for s in self.all_scopes for a in s.assignments if isinstance(a, ImportAssignment)
+        }
+        self.facts = _Facts(self.scopes, extra_state or {}, frozenset(import_roots | set(dir(builtins))))
         #: Parent of every node by ``id(node)``, recorded by the facts walk (cheaper than libcst's ParentNodeProvider).
         self.parents: dict[int, cst.CSTNode] = {}
         walk(self.module, self.facts, self.parents)
@@ -334,11 +352,14 @@ class ModuleAnalysis:
         units = self.units
         for unit in units:
             self._classify(unit)
-        globals_ = [s for s in _scopes(self.scopes) if isinstance(s, GlobalScope)]
+        all_scopes = self.all_scopes
+        globals_ = [s for s in all_scopes if isinstance(s, GlobalScope)]
         gscope = globals_[0] if globals_ else None
+        #: Names the notebook binds at the top level (a ``range`` of its own is not the builtin).
+        self.rebound = {a.name for a in gscope.assignments} if gscope is not None else set()
         self.match_keywords: set[int] = set()
         match_names = self._match_captures()
-        for scope in _scopes(self.scopes):
+        for scope in all_scopes:
             for access in scope.accesses:
                 node = access.node
                 if isinstance(node, cst.Attribute):  # `os.path.join` after `import os.path`: libcst's access node
@@ -352,7 +373,7 @@ class ModuleAnalysis:
             for assignment in gscope.assignments:
                 if isinstance(assignment, Assignment):
                     self._bind(assignment.name, assignment.node)
-        for scope in _scopes(self.scopes):
+        for scope in all_scopes:
             if isinstance(scope, ComprehensionScope) and _global_scope(scope) is not None:
                 for assignment in scope.assignments:
                     if isinstance(assignment, Assignment) and self._walrus_escapes(assignment.node, scope):
@@ -459,7 +480,12 @@ class ModuleAnalysis:
         if unit.kind == "def" and self.deferred(chain):
             _add(unit.deferred_reads, node.value)
         elif unit.kind not in ("import", "star", "future"):
+            first = node.value not in unit.reads
             _add(unit.reads, node.value)
+            if not never_runs(chain, self.rebound):
+                unit.unrun_reads.discard(node.value)
+            elif first:
+                unit.unrun_reads.add(node.value)
 
     def _bind(self, name: str, node: cst.CSTNode) -> None:
         pos, chain = self.locate(node)
@@ -519,6 +545,9 @@ def _header_names(target: cst.BaseExpression) -> set[str]:
     return set()
 
 
+_HEADER_TYPES = frozenset({cst.For, cst.With, cst.ExceptHandler, cst.ExceptStarHandler})
+
+
 def _bound_by_enclosing_header(name: str, chain: list[cst.CSTNode]) -> bool:
     """Whether a read sits in the body of a ``for``/``with``/``except`` whose header binds the same name.
 
@@ -526,6 +555,8 @@ def _bound_by_enclosing_header(name: str, chain: list[cst.CSTNode]) -> bool:
     make ``i`` an input of the stage (an earlier stage's ``i`` may not even exist).
     """
     for child, parent in itertools.pairwise(chain):
+        if type(parent) not in _HEADER_TYPES:  # cheap: an isinstance test of a libcst node class is an ABC check
+            continue
         if isinstance(parent, cst.For) and child is parent.body and name in _header_names(parent.target):
             return True
         if isinstance(parent, cst.With) and child is parent.body:

@@ -9,7 +9,7 @@ import libcst as cst
 import pytest
 from libcst.metadata import MetadataWrapper, ScopeProvider
 
-from nb2pipe.fastvisit import fast_visits, is_trivia, resolve_scopes, walk
+from nb2pipe.fastvisit import fast_visits, is_trivia, module_code, parse_module, resolve_scopes, walk
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,6 +115,9 @@ class _Hooks(cst.CSTVisitor):
     def visit_Name(self, node: cst.Name) -> None:
         self.calls.append(node.value)
 
+    def visit_Arg_comma(self, node: cst.Arg) -> None:  # a hook on a field that holds only trivia
+        self.calls.append("comma of an argument")
+
 
 class _Commas(_Hooks):
     """A visitor with a hook for trivia, which must not be skipped for it."""
@@ -157,10 +160,29 @@ def test_walk_makes_the_same_calls_as_libcst(visitor_type: type[_Recorder] | typ
 def test_walk_records_parents() -> None:
     module = cst.parse_module(SYNTAX)
     parents: dict[int, cst.CSTNode] = {}
-    walk(module, cst.CSTVisitor(), parents)
+    walk(module, _All(), parents)
     stmt = module.body[5]
     assert isinstance(stmt, cst.SimpleStatementLine)
     assert parents[id(stmt)] is module and parents[id(stmt.body[0])] is stmt
+    # A visitor blind to trivia still gets the parent of every other node (and of some trivia: no matter).
+    blind: dict[int, cst.CSTNode] = {}
+    walk(module, cst.CSTVisitor(), blind)
+    node_of = _node_of(module)
+    assert {k: v for k, v in parents.items() if not is_trivia(type(node_of[k]))} == {
+        k: v for k, v in blind.items() if not is_trivia(type(node_of[k]))
+    }
+
+
+def _node_of(module: cst.Module) -> dict[int, cst.CSTNode]:
+    nodes: dict[int, cst.CSTNode] = {}
+
+    class Collect(_All):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            nodes[id(node)] = node
+            return True
+
+    walk(module, Collect())
+    return nodes
 
 
 def test_fast_visits_leaves_transformers_and_libcst_alone_afterwards() -> None:
@@ -173,6 +195,55 @@ def test_fast_visits_leaves_transformers_and_libcst_alone_afterwards() -> None:
     with fast_visits(), fast_visits():
         assert cst.parse_module("a = b\n").visit(Rename()).code == "A = B\n"
     assert cst.CSTNode.visit is original
+
+
+def test_parse_module_builds_what_libcst_builds_and_validates_again_afterwards() -> None:
+    original = cst.CSTNode.__post_init__
+    for source in _sources():
+        ours, theirs = parse_module(source), cst.parse_module(source)
+        assert ours.deep_equals(theirs)
+        assert module_code(ours) == theirs.code == source
+    assert cst.CSTNode.__post_init__ is original
+    with pytest.raises(cst.CSTValidationError):
+        cst.Name("not a name")
+    with pytest.raises(cst.ParserSyntaxError):
+        parse_module("x = (1\n")
+    assert cst.CSTNode.__post_init__ is original
+
+
+def test_other_threads_still_validate_while_a_thread_parses() -> None:
+    import threading
+
+    original = cst.CSTNode.__post_init__
+    sources = _sources() * 5
+    done = threading.Event()
+
+    def parse_all() -> None:
+        for source in sources:
+            parse_module(source)
+        done.set()
+
+    parser = threading.Thread(target=parse_all)
+    checked_while_patched = 0
+    parser.start()
+    while not done.is_set():
+        patched = cst.CSTNode.__post_init__ is not original
+        with pytest.raises(cst.CSTValidationError):
+            cst.Name("not a name")
+        checked_while_patched += patched
+    parser.join()
+    assert checked_while_patched > 0
+    assert cst.CSTNode.__post_init__ is original
+
+
+def test_module_code_is_libcsts_code_for_built_modules() -> None:
+    module = cst.Module(
+        body=[
+            cst.parse_statement("def f(a, *, b=1):\n    return [a, b]\n"),
+            cst.SimpleStatementLine([cst.Return(cst.Dict([cst.DictElement(cst.SimpleString('"a"'), cst.Name("a"))]))]),
+        ]
+    )
+    assert module_code(module) == module.code
 
 
 def test_resolve_scopes_matches_the_metadata_wrapper() -> None:
@@ -196,7 +267,10 @@ def test_resolve_scopes_matches_the_metadata_wrapper() -> None:
             assert type(our_scope) is type(their_scope)
             if their_scope is not None and our_scope is not None:
                 assert scope_ids.setdefault(id(their_scope), id(our_scope)) == id(our_scope)
-                assert sorted(x.name for x in our_scope.assignments) == sorted(x.name for x in their_scope.assignments)
+                # The index orders assignments and accesses (ScopeVisitor.on_leave counts assignment-like nodes).
+                assert sorted((x.name, x._index) for x in our_scope.assignments) == sorted(
+                    (x.name, x._index) for x in their_scope.assignments
+                )
                 if isinstance(node, cst.Name):
                     ours_q = sorted(str(q.name) for q in our_scope.get_qualified_names_for(node))
                     theirs_q = sorted(str(q.name) for q in their_scope.get_qualified_names_for(node))
