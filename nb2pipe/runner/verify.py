@@ -10,11 +10,14 @@ tolerantly for floats, arrays and DataFrames. The first divergence is reported b
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import pickle
+import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +163,27 @@ def _binding_cells(analysis: Any) -> dict[tuple[str, str], Any]:
     return out
 
 
+@contextlib.contextmanager
+def _importable(package: Path) -> Iterator[None]:
+    """The pipeline package importable here while its values load, as it is in the workers.
+
+    A value that crossed a stage may hold a function or class the notebook defined (a bootstrap object keeping the
+    statistic it was given): pickle stores those by reference, ``<package>.shared.name``. Afterwards the package's
+    modules are forgotten again, so a later verify of another notebook with the same name cannot see them.
+    """
+    root, top = str(package.parent), package.name
+    before = set(sys.modules)
+    sys.path.insert(0, root)
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(root)
+        for name in [n for n in sys.modules if n not in before and (n == top or n.startswith(top + "."))]:
+            del sys.modules[name]
+
+
 def verify(
     notebook: str | os.PathLike[str],
     *,
@@ -172,7 +196,9 @@ def verify(
     """Execute the notebook (papermill) and its pipeline with the same parameters; compare every boundary value."""
     from ..converter import analyze
     from ..parameters import from_pipeline, resolve
+    from ..runstore import store_home
     from .run import describe_failure, run_pipeline
+    from .target import load_target
 
     path = Path(notebook)
     analysis = analyze(path)
@@ -200,29 +226,36 @@ def verify(
         if failed:
             report.pipeline_error = describe_failure(failed[0], report_run.cells)
         cells = _binding_cells(analysis)
-        for outcome in report_run.stages:
-            if outcome.location is None:
-                continue
-            pipeline_values = serialize.load(Path(outcome.location) / "values.bin")
-            captures = [_captured(d, outcome.name) for d in dirs]
-            for name in pipeline_values:
-                cell = cells.get((outcome.name, name))
-                where = {"cell": cell.number if cell else None, "cell_id": cell.id if cell else None}
-                blobs = [c.get(name) for c in captures]
-                if any(b is None for b in blobs):
-                    report.checks.append(
-                        ValueCheck(outcome.name, name, "unavailable", **where, detail="not picklable in the kernel")
-                    )
-                    continue
-                values = [pickle.loads(b) for b in blobs if b is not None]  # noqa: S301 - our capture
-                unstable = next((found for v in values[1:] if (found := difference(values[0], v, name))), None)
-                if unstable:
-                    report.checks.append(ValueCheck(outcome.name, name, "nondeterministic", **where, detail=unstable))
-                    continue
-                diverged = difference(values[0], pipeline_values[name], name)
-                status = "diverged" if diverged else "equal"
-                report.checks.append(ValueCheck(outcome.name, name, status, **where, detail=diverged or ""))
+        package = load_target(path, store_home(home)).directory
+        with _importable(package):  # values and comparisons may need the package's own modules
+            for outcome in report_run.stages:
+                if outcome.location is not None:
+                    report.checks += _check_stage(outcome.name, Path(outcome.location), dirs, cells)
     return report
+
+
+def _check_stage(
+    stage: str, entry: Path, dirs: Sequence[Path], cells: Mapping[tuple[str, str], Any]
+) -> list[ValueCheck]:
+    """Each output of ``stage`` (its cache ``entry``) against the values the notebook executions captured."""
+    checks: list[ValueCheck] = []
+    pipeline_values = serialize.load(entry / "values.bin")
+    captures = [_captured(d, stage) for d in dirs]
+    for name in pipeline_values:
+        cell = cells.get((stage, name))
+        where = {"cell": cell.number if cell else None, "cell_id": cell.id if cell else None}
+        blobs = [c.get(name) for c in captures]
+        if any(b is None for b in blobs):
+            checks.append(ValueCheck(stage, name, "unavailable", **where, detail="not picklable in the kernel"))
+            continue
+        values = [pickle.loads(b) for b in blobs if b is not None]  # noqa: S301 - our capture
+        unstable = next((found for v in values[1:] if (found := difference(values[0], v, name))), None)
+        if unstable:
+            checks.append(ValueCheck(stage, name, "nondeterministic", **where, detail=unstable))
+            continue
+        diverged = difference(values[0], pipeline_values[name], name)
+        checks.append(ValueCheck(stage, name, "diverged" if diverged else "equal", **where, detail=diverged or ""))
+    return checks
 
 
 def _kernel_name(analysis: Any) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,18 @@ def test_divergence_is_reported_by_stage_variable_and_cell(tmp_path: Path) -> No
     assert proc.returncode == 1, proc.stderr
     assert "first divergence: stage 'make', variable `values` (set in cell 2 (id c1))" in proc.stderr
     assert "[1]: 20 != 21" in proc.stderr
+
+
+def test_values_holding_notebook_functions_load_outside_the_package(tmp_path: Path) -> None:
+    # arch's bootstrap example: an object crossing a stage keeps a reference to a function the notebook defines;
+    # pickle stores it by name (``<pipeline>.shared.sharpe``), which verify's own process must be able to import.
+    cells = [
+        ("import functools", ["shared"]),
+        ("def sharpe(x):\n    return x * 2", ["stage:define"]),
+        ("halve = functools.partial(sharpe, 3)\ncalls = {'f': sharpe}", []),
+        ("total = halve() + calls['f'](1)", ["stage:use"]),
+    ]
+    report = verify(make_notebook(tmp_path, cells, name="bootstrap_like.ipynb"), home=tmp_path / "store")
+    assert report.ok, report.pipeline_error
+    assert {c.name: c.status for c in report.checks} == {"halve": "equal", "calls": "equal"}
+    assert "bootstrap_like" not in sys.modules
