@@ -578,3 +578,31 @@ def test_metrics_tag_makes_outputs(tmp_path):
     s = stages(a)
     assert s["a"].metrics == ["acc", "loss"]
     assert {"acc", "loss"} <= set(s["a"].outputs)
+
+
+@pytest.mark.parametrize(
+    ("code", "mutated"),
+    [
+        # dowhy: ``model.estimate_effect(estimand)`` sets ``estimand.identifier_method``
+        ("estimate = model.estimate_effect(estimand, method_name='m')", {"model", "estimand"}),
+        ("make_model().run(estimand)", {"estimand"}),
+        ("model.fit(estimand)", {"model"}),  # estimators' fit changes the estimator, not its data
+        ("lst.append(estimand)", {"lst"}),
+        ("r = model.describe(estimand)", set()),
+    ],
+)
+def test_unknown_methods_may_modify_their_arguments(tmp_path, code, mutated):
+    a = run(
+        tmp_path,
+        [
+            ("def make_model():\n    return Model()", ["shared"]),
+            ("class Model:\n    def estimate_effect(self, e, method_name):\n        e.m = method_name", ["shared"]),
+            ("model = Model()\nestimand = type('E', (), {})()\nlst = []", ["stage:a"]),
+            (code, ["stage:b"]),
+            ("print(model, estimand, lst)", ["stage:c"]),
+        ],
+    )
+    s = stages(a)
+    assert set(s["b"].outputs) == mutated
+    assert {n for n, src in s["c"].inputs.items() if src == "b"} == mutated
+    assert_compiles(a)
