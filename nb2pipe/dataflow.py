@@ -293,10 +293,15 @@ class _Walk:
                 then, _ = self.lookup(g, maker.pos + 1, site.stage or "")
                 now, _ = self.lookup(g, unit.pos, stage.name)
                 if then is not None and now is not None and then is not now and now.kind in ("data", "param"):
+                    made = "made" if name in maker.binds else "changed"
+                    rebound = f" (cell {now.unit.cell.cell.number})" if now.unit is not None else ""
                     raise UnsupportedCodeError(
-                        f"`{name}` was made by `{called}()`, which reads the global `{g}`; `{g}` has changed since "
-                        f"(in stage {now.stage!r}), so the pipeline could not reproduce what `{name}` computes here: "
-                        f"pass `{g}` as an argument instead of reading it as a global",
+                        f"`{name}` was {made} in cell {maker.cell.cell.number} by code that uses `{called}`, which "
+                        f"reads the global `{g}`; stage {now.stage!r} rebinds `{g}`{rebound} before it uses `{name}`. "
+                        f"If `{name}` keeps `{called}` and calls it later, the notebook would read the new `{g}` and "
+                        f"the pipeline the old one, so nb2pipe cannot tell that the stages agree: give the new `{g}` "
+                        f"another name, or pass `{g}` to `{called}` (an argument, or a default bound where it is "
+                        f"defined: `{g}={g}`)",
                         **unit.cell.cell.where(self.path),
                     )
 

@@ -245,9 +245,48 @@ def test_closure_made_before_its_global_changed_is_refused(tmp_path):
         tmp_path,
         [("factor = 3\n" + define, ["stage:a"]), ("factor = 10", ["stage:b"]), ("r = f(2)", ["stage:c"])],
     )
-    with pytest.raises(UnsupportedCodeError, match=r"`f` was made by `make\(\)`.*`factor`") as info:
+    with pytest.raises(
+        UnsupportedCodeError, match=r"`f` was made in cell 1 by code that uses `make`.*`factor`"
+    ) as info:
         analyze(nb)
     assert "cell 3" in str(info.value)
+    assert "stage 'b' rebinds `factor` (cell 2) before it uses `f`" in str(info.value)
+
+
+# arch's volatility scenarios: ``res.forecast(rng=scenario_rng)`` may leave ``scenario_rng`` inside ``res``.
+_HOLDER = "class Holder:\n    def go(self, rng=None):\n        self.rng = rng\n        return 1"
+
+
+def test_object_that_may_keep_a_function_reading_a_changed_global_is_refused_with_the_fixes(tmp_path):
+    cells = [
+        (_HOLDER, ["shared"]),
+        ("rs = [1]\n\n\ndef draw(n):\n    return rs * n\n\n\nh = Holder()\nh.go(rng=draw)", ["stage:a"]),
+        ("rs = [2]\nx = h.go()", ["stage:b"]),
+    ]
+    with pytest.raises(UnsupportedCodeError) as info:
+        analyze(make_notebook(tmp_path, cells))
+    message = str(info.value)
+    assert "cell 3 (id c2): `h` was changed in cell 2 by code that uses `draw`, which reads the global `rs`" in message
+    assert "If `h` keeps `draw` and calls it later, the notebook would read the new `rs`" in message
+    assert "give the new `rs` another name" in message and "`rs=rs`" in message
+
+
+@pytest.mark.parametrize(
+    ("define", "later"),
+    [
+        ("def draw(n, rs=rs):\n    return rs * n", "rs = [2]"),  # the value bound where the function is defined
+        ("def draw(n):\n    return rs * n", "rs2 = [2]"),  # the new value under another name
+    ],
+)
+def test_the_suggested_fixes_convert(tmp_path, define, later):
+    cells = [
+        (_HOLDER, ["shared"]),
+        (f"rs = [1]\n\n\n{define}\n\n\nh = Holder()\nh.go(rng=draw)", ["stage:a"]),
+        (f"{later}\nx = h.rng(2)", ["stage:b"]),
+    ]
+    a = run(tmp_path, cells)
+    assert stages(a)["b"].inputs == {"h": "a"}
+    assert_compiles(a)
 
 
 def test_function_reading_a_global_is_copied_into_the_stage_that_calls_it(tmp_path):
