@@ -84,3 +84,21 @@ def test_values_holding_notebook_functions_load_outside_the_package(tmp_path: Pa
     assert report.ok, report.pipeline_error
     assert {c.name: c.status for c in report.checks} == {"halve": "equal", "calls": "equal"}
     assert "bootstrap_like" not in sys.modules
+
+
+def test_a_change_the_conversion_missed_is_a_divergence_even_in_a_last_stage(tmp_path: Path) -> None:
+    # `ops[0](5)` appends to `lst` through a bound method kept in a list: no analysis sees it. Stage `c` has no
+    # outputs, so only the check of what it received catches that it ran on the stale `lst`.
+    cells = [
+        ("lst = [1]\nops = [lst.append]", ["stage:a"]),
+        ("ops[0](5)", ["stage:b"]),
+        ("n = len(lst)\nprint(n)", ["stage:c"]),
+    ]
+    nb = make_notebook(tmp_path, cells)
+    report = verify(nb, home=tmp_path / "store")
+    assert [(c.stage, c.name, c.kind) for c in report.divergences] == [("c", "lst", "input")]
+    assert "received from stage 'a', but the notebook had changed it before stage 'c'" in report.divergences[0].detail
+    assert ("b", "ops", "input", "equal") in [(c.stage, c.name, c.kind, c.status) for c in report.checks]
+    proc = cli(["verify", str(nb), "--json"], tmp_path / "store")
+    assert proc.returncode == 1
+    assert "first divergence: stage 'c', variable `lst` (set in cell 1 (id c0))" in proc.stderr
