@@ -5,7 +5,9 @@ stage's last cell that pickles the values that stage hands to others. It is exec
 between two executions of the notebook itself (unseeded randomness, timings) is reported as nondeterministic,
 never as a divergence. The pipeline runs through the normal runner (its cache included: a cached result is, by
 construction, what the stage computes for these inputs), and each output is compared with the notebook's value,
-tolerantly for floats, arrays and DataFrames. The first divergence is reported by stage, variable and cell.
+tolerantly for floats, arrays and DataFrames. Each stage's inputs are compared too, with the notebook's values
+captured before the stage's first cell: a change between two stages that the conversion did not see. The first
+divergence is reported by stage, variable and cell.
 """
 
 from __future__ import annotations
