@@ -168,9 +168,12 @@ def _short(path: Path) -> str:
 
 
 def _last_error(stderr: str) -> str:
+    """The last ``SomeError: message`` line (ploomber's own wrappers skipped: the cause is more telling)."""
     lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
     for line in reversed(lines):
-        if re.match(r"^[A-Za-z_.]*(Error|Exception|Exit)\b", line):
+        if not line.startswith("ploomber.exceptions.") and re.match(
+            r"^[A-Za-z_.]*[A-Za-z](Error|Exception|Exit)\w*: ", line
+        ):
             return line[:200]
     return lines[-1][:200] if lines else ""
 
@@ -312,9 +315,10 @@ def soorgeon(venv: Path, path: Path, work: Path) -> dict[str, Any]:
             check=False,
         )
         references.append(_printed(reference) if reference.exists() else None)
-    products = sorted((work / "products").glob("*.ipynb"), key=lambda p: p.stat().st_mtime)
-    built_text = "".join(_printed(p) for p in products)
-    result["reproduced"] = references[0] is not None and references[0] == built_text
+    products = [*(work / "output").glob("*.ipynb"), *(work / "products").glob("*.ipynb")]  # soorgeon's layouts
+    products.sort(key=lambda p: p.stat().st_mtime)  # the order the tasks ran
+    built = _lines("".join(_printed(p) for p in products))
+    result["reproduced"] = references[0] is not None and _lines(references[0]) == built
     result["nondeterministic"] = references[0] != references[1]
     return result
 
@@ -329,7 +333,13 @@ def _printed(path: Path) -> str:
         for o in cell.get("outputs", []):
             if o.get("output_type") == "stream" and o.get("name") == "stdout":
                 out.append("".join(o.get("text", "")))
-    return re.sub(r"0x[0-9a-f]+", "0x?", "".join(out))
+    text = re.sub(r"0x[0-9a-f]+", "0x?", "".join(out))
+    return re.sub(r"\b\d\d:\d\d:\d\d\b", "HH:MM:SS", text)  # the clock in model summaries
+
+
+def _lines(text: str) -> list[str]:
+    """The printed lines in a canonical order: ploomber runs independent tasks in its own order."""
+    return sorted(ln.rstrip() for ln in text.splitlines() if ln.strip())
 
 
 def write_report(
@@ -397,7 +407,8 @@ def soorgeon_table(outcomes: list[Outcome], soorgeon_rows: dict[str, dict[str, A
         "",
         "nb2pipe: `nb2pipe verify` compares every value crossing a stage boundary (values that differ between two "
         "runs of the notebook itself are not held against it). soorgeon: `soorgeon refactor` then `ploomber build`; "
-        "reproduced when the built tasks print what the notebook prints "
+        "reproduced when the built tasks print the lines the notebook prints (in any order: ploomber picks its own; "
+        "clock times masked) "
         f"({varies} of the built notebooks print something different on each run of the notebook itself, so "
         "they cannot count as reproduced).",
         "",
@@ -436,19 +447,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{outcome.outcome:10} {outcome.seconds:6.1f}s {outcome.notebook} {outcome.detail[:120]}", flush=True)
         return outcome
 
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        outcomes = list(pool.map(one, corpus))
     soorgeon_rows: dict[str, Any] = {}
-    if args.soorgeon:
-        svenv = ensure_venv("soorgeon", (*SOORGEON_REQUIREMENTS, *CORPUS_REQUIREMENTS), editable=False)
+    svenv = (
+        ensure_venv("soorgeon", (*SOORGEON_REQUIREMENTS, *CORPUS_REQUIREMENTS), editable=False)
+        if args.soorgeon
+        else None
+    )
 
-        def compare(path: Path) -> None:
-            soorgeon_rows[_short(path)] = soorgeon(svenv, path, scratch / ("s-" + _sha(path)[:16]))
-            print(f"soorgeon   {_short(path)} {soorgeon_rows[_short(path)]}", flush=True)
+    def compare(path: Path) -> None:
+        assert svenv is not None
+        soorgeon_rows[_short(path)] = soorgeon(svenv, path, scratch / ("s-" + _sha(path)[:16]))
+        print(f"soorgeon   {_short(path)} {soorgeon_rows[_short(path)]}", flush=True)
 
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            list(pool.map(compare, corpus))
-        soorgeon_rows = {_short(p): soorgeon_rows[_short(p)] for p in corpus}  # corpus order
+    # One pool for both tools: the same notebooks, in the same run, sharing the machine alike.
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        ours = [pool.submit(one, path) for path in corpus]
+        theirs = [pool.submit(compare, path) for path in corpus] if svenv is not None else []
+        outcomes = [f.result() for f in ours]
+        for f in theirs:
+            f.result()
+    soorgeon_rows = {_short(p): soorgeon_rows[_short(p)] for p in corpus if _short(p) in soorgeon_rows}
     write_report(outcomes, selection, soorgeon_rows)
     counts = Counter(o.outcome for o in outcomes)
     ok = not counts["crashed"] and not counts["diverged"] and counts["reproduced"] >= 0.9 * max(1, len(outcomes))
