@@ -253,6 +253,13 @@ class _Walk:
             raise self.unknown(unit, name)
         if site.kind == "import":
             assert site.unit is not None
+            if _plain_import(site.unit.imports[name], name):
+                # `import dowhy.datasets` then `import dowhy.api`: both bind `dowhy`, and `dowhy.datasets` works
+                # only because the first one ran, so the stage needs every plain import of the package so far.
+                for other in self.sites.get(name, ()):
+                    if other.kind == "import" and other.pos < unit.pos and other.unit is not None:
+                        if _plain_import(other.unit.imports[name], name):
+                            _add(stage.imports, other.unit.imports[name])
             _add(stage.imports, site.unit.imports[name])
         elif site.kind == "star":
             assert site.unit is not None and site.unit.star_module is not None
@@ -505,6 +512,11 @@ def build_flow(
         order=order,
         defined_in={u.pos: s.name for s in stages for u in s.body},
     )
+
+
+def _plain_import(code: str, name: str) -> bool:
+    """``import name`` or ``import name.sub``: binds ``name`` to the package itself, whatever the submodule."""
+    return code == f"import {name}" or code.startswith(f"import {name}.")
 
 
 def _shared_imports(walk: _Walk, shared: list[Unit]) -> list[str]:

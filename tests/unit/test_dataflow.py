@@ -645,3 +645,17 @@ def test_unknown_methods_may_modify_their_arguments(tmp_path, code, mutated):
     assert set(s["b"].outputs) == mutated
     assert {n for n, src in s["c"].inputs.items() if src == "b"} == mutated
     assert_compiles(a)
+
+
+def test_every_submodule_import_of_a_package_reaches_the_stage(tmp_path):
+    # dowhy's causal API notebook: `import dowhy.datasets` then `import dowhy.api`; `dowhy.datasets.linear_dataset`
+    # works only because the first import ran.
+    a = run(
+        tmp_path,
+        [
+            ("import xml.dom.minidom\nimport xml.sax.saxutils", ["stage:a"]),
+            ("tag = xml.dom.minidom.parseString('<t/>').documentElement.tagName", ["stage:b"]),
+        ],
+    )
+    assert set(stages(a)["b"].imports) == {"import xml.dom.minidom", "import xml.sax.saxutils"}
+    assert_compiles(a)
