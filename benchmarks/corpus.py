@@ -408,6 +408,8 @@ def write_report(
     ]
     for o in outcomes:
         detail = o.detail.replace("|", "\\|").replace("\n", " ")[:160]
+        if o.extra.get("rerun"):
+            detail = f"(re-run {o.extra['rerun']}, after a fix) {detail}".strip()
         lines.append(f"| {o.notebook} | {o.outcome} | {o.stages} | {o.values} | {o.nondeterministic} | {detail} |")
     (RESULTS / "fidelity.md").write_text("\n".join(lines) + "\n")
 
@@ -436,6 +438,21 @@ def soorgeon_table(outcomes: list[Outcome], soorgeon_rows: dict[str, dict[str, A
     ]
 
 
+def rerun(venv: Path, paths: list[Path], scratch: Path) -> int:
+    """Verify ``paths`` again and replace their rows in fidelity.json; the report says which rows were re-run."""
+    data = json.loads((RESULTS / "fidelity.json").read_text())
+    rows = {o["notebook"]: o for o in data["outcomes"]}
+    for path in paths:
+        outcome = fidelity(venv, path, scratch / _sha(path)[:16])
+        outcome.extra["rerun"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        print(f"{outcome.outcome:10} {outcome.seconds:6.1f}s {outcome.notebook} {outcome.detail[:120]}", flush=True)
+        rows[outcome.notebook] = asdict(outcome)
+    outcomes = [Outcome(**rows[o["notebook"]]) for o in data["outcomes"]]
+    selection = {**{o.notebook: {"ok": True} for o in outcomes}, **data["excluded"]}
+    write_report(outcomes, selection, data.get("soorgeon", {}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, help="only the first N corpus notebooks")
@@ -443,6 +460,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soorgeon", action="store_true", help="also run soorgeon + ploomber on the corpus")
     parser.add_argument("--select-only", action="store_true", help="only build the corpus (which notebooks run)")
     parser.add_argument("--report-only", action="store_true", help="re-render fidelity.md from fidelity.json")
+    parser.add_argument(
+        "--rerun",
+        nargs="+",
+        metavar="TEXT",
+        help="verify again only the corpus notebooks whose name contains TEXT (after a fix) and update their rows "
+        "in fidelity.json, marked as re-run; the other rows and soorgeon's stay as they were",
+    )
     args = parser.parse_args(argv)
     if args.report_only:
         data = json.loads((RESULTS / "fidelity.json").read_text())
@@ -453,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
 
     venv = ensure_venv("venv", CORPUS_REQUIREMENTS, editable=True)
     candidates = corpus_candidates()
+    if args.rerun:  # rows of the last report: no new selection
+        kept = {o["notebook"] for o in json.loads((RESULTS / "fidelity.json").read_text())["outcomes"]}
+        chosen = [p for p in candidates if _short(p) in kept and any(t in _short(p) for t in args.rerun)]
+        return rerun(venv, chosen, cache_dir() / "work")
     selection = select(venv, candidates, args.jobs)
     corpus = [p for p in candidates if selection[_short(p)]["ok"]]
     print(f"corpus: {len(corpus)} of {len(candidates)} candidate notebooks execute offline in time", file=sys.stderr)
