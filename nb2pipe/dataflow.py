@@ -19,6 +19,7 @@ from difflib import get_close_matches
 
 import libcst as cst
 
+from .aliases import alias_of, partners
 from .effects import DRAW, READ, StateEffect
 from .errors import CycleError, ParameterError, UnknownNameError, UnsupportedCodeError
 from .magics import ParsedCell
@@ -163,6 +164,9 @@ class _Walk:
         self.shared_sites: dict[str, Site] = {}
         self.stages = {name: StageFlow(name) for name in plan.stages}
         self.readers: dict[tuple[str, str, int], list[str]] = {}  # (name, producer, site pos) -> reader stages
+        #: ``g = model.graph``: unit pos -> (g, model), see :mod:`nb2pipe.aliases`.
+        self.aliases: dict[int, tuple[str, str]] = {}
+        self.alias_done: set[tuple[int, str]] = set()
         self.pure: set[int] = set()
 
     # -- purity -------------------------------------------------------------------------------------------------
@@ -336,6 +340,17 @@ class _Walk:
                     _add(stage.order_after, reader)
         self.bind(name, Site(unit.pos, "data", stage.name, True, unit))
         stage.local_names.add(name)
+        self.alias_done.add((unit.pos, name))
+        for other in partners(self.aliases, name, unit.pos, self.last_binding):
+            if (unit.pos, other) not in self.alias_done:
+                self.mutate(unit, other, stage, seen)
+
+    def last_binding(self, name: str, pos: int) -> int | None:
+        """Where ``name`` was last bound (not merely changed) before ``pos``."""
+        for site in reversed(self.sites.get(name, ())):
+            if site.pos < pos and (site.unit is None or site.kind != "data" or name in site.unit.binds):
+                return site.pos
+        return None
 
     def touch_state(self, unit: Unit, eff: StateEffect, stage: StageFlow) -> None:
         key = "@" + eff.key
@@ -416,6 +431,9 @@ class _Walk:
         for name in unit.binds:
             self.bind(name, Site(unit.pos, "data", stage.name, name in unit.definite, unit))
             stage.local_names.add(name)
+        alias = alias_of(unit.stmt)
+        if alias is not None:
+            self.aliases[unit.pos] = alias
         for name in unit.handler_names:  # gone after the handler ran (and a later read fails in the notebook too)
             self.bind(name, Site(unit.pos, "delete", stage.name, True, unit))
         stage.body.append(unit)

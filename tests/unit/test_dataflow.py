@@ -659,3 +659,26 @@ def test_every_submodule_import_of_a_package_reaches_the_stage(tmp_path):
     )
     assert set(stages(a)["b"].imports) == {"import xml.dom.minidom", "import xml.sax.saxutils"}
     assert_compiles(a)
+
+
+def test_a_change_through_one_name_of_an_object_is_a_change_of_its_alias(tmp_path):
+    # dowhy's do-sampler demo: `nx_graph = model._graph._graph`, then `model.identify_effect()` changes the graph;
+    # the stage that reads `nx_graph` must get the changed one, from the same bundle as `model`.
+    a = run(
+        tmp_path,
+        [
+            ("class M:\n    def __init__(self):\n        self.g = {'n': []}", ["shared"]),
+            ("model = M()\ngraph = model.g['n']", ["stage:a"]),
+            ("model.identify()", ["stage:b"]),
+            ("model.again()", ["stage:c"]),
+            ("print(graph, model)", ["stage:d"]),
+            ("graph = [0]\nmodel.more()", ["stage:e"]),
+            ("print(graph)", ["stage:f"]),
+        ],
+    )
+    s = stages(a)
+    assert set(s["b"].outputs) == {"model", "graph"}
+    assert s["d"].inputs == {"graph": "c", "model": "c"}  # still one object after two changes
+    assert s["f"].inputs == {"graph": "e"}
+    assert "graph" not in s["e"].inputs  # rebound: no longer part of `model`
+    assert_compiles(a)
