@@ -19,6 +19,7 @@ from difflib import get_close_matches
 
 import libcst as cst
 
+from .aliases import alias_of, partners
 from .effects import DRAW, READ, StateEffect
 from .errors import CycleError, ParameterError, UnknownNameError, UnsupportedCodeError
 from .magics import ParsedCell
@@ -166,6 +167,9 @@ class _Walk:
         self.shared_sites: dict[str, Site] = {}
         self.stages = {name: StageFlow(name) for name in plan.stages}
         self.readers: dict[tuple[str, str, int], list[str]] = {}  # (name, producer, site pos) -> reader stages
+        #: ``g = model.graph``: unit pos -> (g, model), see :mod:`nb2pipe.aliases`.
+        self.aliases: dict[int, tuple[str, str]] = {}
+        self.alias_done: set[tuple[int, str]] = set()
         self.pure: set[int] = set()
 
     # -- purity -------------------------------------------------------------------------------------------------
@@ -256,6 +260,13 @@ class _Walk:
             raise self.unknown(unit, name)
         if site.kind == "import":
             assert site.unit is not None
+            if _plain_import(site.unit.imports[name], name):
+                # `import dowhy.datasets` then `import dowhy.api`: both bind `dowhy`, and `dowhy.datasets` works
+                # only because the first one ran, so the stage needs every plain import of the package so far.
+                for other in self.sites.get(name, ()):
+                    if other.kind == "import" and other.pos < unit.pos and other.unit is not None:
+                        if _plain_import(other.unit.imports[name], name):
+                            _add(stage.imports, other.unit.imports[name])
             _add(stage.imports, site.unit.imports[name])
         elif site.kind == "star":
             assert site.unit is not None and site.unit.star_module is not None
@@ -300,10 +311,15 @@ class _Walk:
                 then, _ = self.lookup(g, maker.pos + 1, site.stage or "")
                 now, _ = self.lookup(g, unit.pos, stage.name)
                 if then is not None and now is not None and then is not now and now.kind in ("data", "param"):
+                    made = "made" if name in maker.binds else "changed"
+                    rebound = f" (cell {now.unit.cell.cell.number})" if now.unit is not None else ""
                     raise UnsupportedCodeError(
-                        f"`{name}` was made by `{called}()`, which reads the global `{g}`; `{g}` has changed since "
-                        f"(in stage {now.stage!r}), so the pipeline could not reproduce what `{name}` computes here: "
-                        f"pass `{g}` as an argument instead of reading it as a global",
+                        f"`{name}` was {made} in cell {maker.cell.cell.number} by code that uses `{called}`, which "
+                        f"reads the global `{g}`; stage {now.stage!r} rebinds `{g}`{rebound} before it uses `{name}`. "
+                        f"If `{name}` keeps `{called}` and calls it later, the notebook would read the new `{g}` and "
+                        f"the pipeline the old one, so nb2pipe cannot tell that the stages agree: give the new `{g}` "
+                        f"another name, or pass `{g}` to `{called}` (an argument, or a default bound where it is "
+                        f"defined: `{g}={g}`)",
                         **unit.cell.cell.where(self.path),
                     )
 
@@ -346,6 +362,17 @@ class _Walk:
                     _add(stage.order_after, reader)
         self.bind(name, Site(unit.pos, "data", stage.name, True, unit))
         stage.local_names.add(name)
+        self.alias_done.add((unit.pos, name))
+        for other in partners(self.aliases, name, unit.pos, self.last_binding):
+            if (unit.pos, other) not in self.alias_done:
+                self.mutate(unit, other, stage, seen)
+
+    def last_binding(self, name: str, pos: int) -> int | None:
+        """Where ``name`` was last bound (not merely changed) before ``pos``."""
+        for site in reversed(self.sites.get(name, ())):
+            if site.pos < pos and (site.unit is None or site.kind != "data" or name in site.unit.binds):
+                return site.pos
+        return None
 
     def touch_state(self, unit: Unit, eff: StateEffect, stage: StageFlow) -> None:
         key = "@" + eff.key
@@ -426,6 +453,9 @@ class _Walk:
         for name in unit.binds:
             self.bind(name, Site(unit.pos, "data", stage.name, name in unit.definite, unit))
             stage.local_names.add(name)
+        alias = alias_of(unit.stmt)
+        if alias is not None:
+            self.aliases[unit.pos] = alias
         for name in unit.handler_names:  # gone after the handler ran (and a later read fails in the notebook too)
             self.bind(name, Site(unit.pos, "delete", stage.name, True, unit))
         stage.body.append(unit)
@@ -525,6 +555,11 @@ def build_flow(
         order=order,
         defined_in={u.pos: s.name for s in stages for u in s.body},
     )
+
+
+def _plain_import(code: str, name: str) -> bool:
+    """``import name`` or ``import name.sub``: binds ``name`` to the package itself, whatever the submodule."""
+    return code == f"import {name}" or code.startswith(f"import {name}.")
 
 
 def _shared_imports(walk: _Walk, shared: list[Unit]) -> list[str]:

@@ -1,8 +1,9 @@
 """What we know about library calls: process-wide state they touch, whether they mutate, which files they read.
 
 This is curated knowledge, deliberately conservative: a call we know nothing about is assumed to mutate the
-objects passed to it (its receiver for a method call, its arguments for a plain call), because a missed mutation
-gives a pipeline that silently computes something else, while an extra one only costs an extra saved value.
+objects passed to it (its receiver and its arguments for a method call, its arguments for a plain call),
+because a missed mutation gives a pipeline that silently computes something else, while an extra one only costs
+an extra saved value.
 
 Users extend the state table with ``--state QUALNAME=KEY`` or :func:`register_state`.
 """
@@ -133,6 +134,19 @@ PURE_METHODS = frozenset(
     with_name joinpath relative_to savefig show""".split()
 )
 _MUTATING_ALWAYS = frozenset({"fit", "partial_fit", "fit_transform", "fit_predict", "fit_resample"})
+#: Methods that may modify their receiver but never the objects passed to them (estimators' ``fit(X, y)``, the
+#: containers' own mutators, an Axes being decorated). Any other method we know nothing about may modify its
+#: arguments too: dowhy's ``model.estimate_effect(estimand)`` sets ``estimand.identifier_method``.
+_RECEIVER_ONLY_METHODS = _MUTATING_ALWAYS | frozenset(
+    """append extend insert update add setdefault pop popitem remove discard clear sort reverse write writelines
+    close flush set_title set_xlabel set_ylabel set_xlim set_ylim set_xticks set_yticks set_xticklabels
+    set_yticklabels set_xscale set_yscale set_aspect set legend grid tick_params axhline axvline axhspan axvspan
+    annotate text suptitle tight_layout subplots_adjust colorbar set_size_inches
+    normal standard_normal uniform integers choice random randint rand randn random_sample permutation poisson
+    binomial multinomial exponential standard_exponential gamma standard_gamma beta lognormal laplace logistic
+    standard_t chisquare geometric gumbel weibull pareto rayleigh vonmises wald triangular dirichlet
+    multivariate_normal negative_binomial hypergeometric zipf bytes spawn""".split()  # RNG draws read their sizes
+)
 
 #: Plain functions (by qualified name prefix) that never modify their arguments.
 _PURE_FUNCTION_PREFIXES = (
@@ -190,6 +204,11 @@ def method_mutates(method: str, inplace: bool) -> bool:
     if inplace or method in _MUTATING_ALWAYS:
         return True
     return method not in PURE_METHODS
+
+
+def method_mutates_args(method: str) -> bool:
+    """Whether calling ``obj.method(...)`` may modify the objects passed to it (not only ``obj``)."""
+    return method not in PURE_METHODS and method not in _RECEIVER_ONLY_METHODS
 
 
 def function_mutates_args(qualname: str | None, bare_name: str | None) -> bool:

@@ -260,11 +260,15 @@ class _Facts(cst.CSTVisitor):
                 if q is None or self._qualname(receiver) is None:
                     self.mutated.append(root)
                     self._state_object(receiver, effects.SET)
+                    if effects.method_mutates_args(method or ""):
+                        self._mutate_args(node)
                 elif effects.function_mutates_args(q, None):
                     self._mutate_args(node)
                     self._state_object(receiver, effects.SET)
             elif root is not None and q and effects.function_mutates_args(q, None):
                 self._mutate_args(node)
+            elif root is None and q is None and effects.method_mutates_args(method or ""):
+                self._mutate_args(node)  # a method of a computed object (``make().run(x)``) may modify ``x``
             return
         bare = func.value if isinstance(func, cst.Name) else None
         if effects.function_mutates_args(q, bare):

@@ -188,6 +188,32 @@ def test_tag_by_headings_to_a_new_file(tmp_path, capsys):
     assert {s.name: s.inputs for s in analysis.flow.stages}["train_the_model"] == {"more": "load_the_data"}
 
 
+@pytest.mark.parametrize(
+    "title",
+    [
+        "# Do-sampler Introduction\n## Pearlian Interventions\nAll the headings sit in the title cell.",  # dowhy
+        "Not a heading at all",
+    ],
+)
+def test_tag_splits_at_prose_when_headings_give_one_stage(tmp_path, capsys, title):
+    cells = [
+        (title, "markdown"),
+        ("import math\nx = 1", []),
+        ("So the naive effect is around 60% high. Now build a model.", "markdown"),
+        ("y = math.sqrt(x)", []),
+        ("", "markdown"),  # an empty cell does not start a stage
+        ("**Now** we can *sample*:", "markdown"),
+        ("z = y + 1", []),
+        ("w = z", []),
+    ]
+    nb = make_notebook(tmp_path, cells)
+    out = tmp_path / "out.ipynb"
+    code, _, _ = cli(capsys, "tag", str(nb), "--by", "headings", "-o", str(out))
+    assert code == 0
+    first = "pearlian_interventions" if title.startswith("#") else "not_a_heading_at_all"
+    assert stage_tags(out) == [[f"stage:{first}"], ["stage:so_the_naive_effect_is"], ["stage:now_we_can_sample"], []]
+
+
 def test_tag_in_place(tmp_path, capsys):
     nb = make_notebook(tmp_path, UNTAGGED)
     code, _, _ = cli(capsys, "tag", str(nb), "--by", "headings", "--in-place")

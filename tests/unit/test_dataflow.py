@@ -245,9 +245,12 @@ def test_closure_made_before_its_global_changed_is_refused(tmp_path):
         tmp_path,
         [("factor = 3\n" + define, ["stage:a"]), ("factor = 10", ["stage:b"]), ("r = f(2)", ["stage:c"])],
     )
-    with pytest.raises(UnsupportedCodeError, match=r"`f` was made by `make\(\)`.*`factor`") as info:
+    with pytest.raises(
+        UnsupportedCodeError, match=r"`f` was made in cell 1 by code that uses `make`.*`factor`"
+    ) as info:
         analyze(nb)
     assert "cell 3" in str(info.value)
+    assert "stage 'b' rebinds `factor` (cell 2) before it uses `f`" in str(info.value)
 
 
 def test_function_reading_a_global_is_copied_into_the_stage_that_calls_it(tmp_path):
