@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import graphlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from difflib import get_close_matches
@@ -21,9 +20,10 @@ import libcst as cst
 
 from .aliases import alias_of, partners
 from .effects import DRAW, READ, StateEffect
-from .errors import CycleError, ParameterError, UnknownNameError, UnsupportedCodeError
+from .errors import ParameterError, UnknownNameError, UnsupportedCodeError
 from .magics import ParsedCell
 from .scope_analysis import Unit
+from .stage_order import stage_order
 from .tags import PRELUDE, TagPlan
 
 _BUILTINS = frozenset(dir(builtins)) | {"__name__", "__file__", "display", "__builtins__"}
@@ -542,7 +542,7 @@ def build_flow(
     for stage in stages:
         bound = {n for u in stage.body for n in u.binds} | set(stage.inputs) | set(stage.params)
         stage.declared = [n for n in stage.declared if n not in bound]
-    order = _order([s.name for s in stages], edges, plan, path, units)
+    order = stage_order([s.name for s in stages], edges, plan, path, units)
     return Flow(
         stages=stages,
         parameters=parameters,
@@ -580,42 +580,3 @@ def _shared_imports(walk: _Walk, shared: list[Unit]) -> list[str]:
             for code in unit.imports.values():
                 _add(out, code)
     return out
-
-
-def _order(
-    names: list[str], edges: dict[tuple[str, str], list[str]], plan: TagPlan, path: str, units: list[Unit]
-) -> list[str]:
-    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-    position = {n: i for i, n in enumerate(names)}
-    for n in names:
-        sorter.add(n)
-    for a, b in edges:
-        sorter.add(b, a)
-    try:
-        sorter.prepare()
-    except graphlib.CycleError as exc:
-        cycle = list(exc.args[1])
-        first = next(r.cell for r in plan.roles if r.stage == cycle[0])
-        raise CycleError(
-            "stages form a cycle: " + " -> ".join(cycle) + "; remove an `after:` tag that points backwards",
-            cycle=cycle,
-            **first.where(path),
-        ) from None
-    # Notebook order when the graph allows it (a sequential run then sees exactly the notebook's state);
-    # otherwise ready stages in notebook order.
-    preds: dict[str, set[str]] = {n: set() for n in names}
-    for a, b in edges:
-        preds[b].add(a)
-    done: set[str] = set()
-    for n in names:
-        if not preds[n] <= done:
-            break
-        done.add(n)
-    else:
-        return list(names)
-    order: list[str] = []
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready(), key=position.__getitem__)
-        order.extend(ready)
-        sorter.done(*ready)
-    return order
