@@ -265,3 +265,12 @@ def python_literal(value: Any) -> str:
         except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
             raise ValueError(f"{type(value).__name__} value {text[:60]} cannot be injected as a literal") from None
     return text
+
+
+def parameter_text(value: Any) -> str:
+    """The ``-p`` text that :func:`coerce` reads back as the same typed value (what launchers put on a command line)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value)  # 'nan', 'inf' and plain floats all parse back
+    return python_literal(value)

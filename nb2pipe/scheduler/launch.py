@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from ..parameters import python_literal
+from ..parameters import parameter_text
 from .cron import iso_utc
 
 if TYPE_CHECKING:
@@ -77,22 +77,18 @@ class Launcher(Protocol):
     def launch(self, request: LaunchRequest) -> Handle: ...
 
 
-def cli_command(request: LaunchRequest) -> list[str]:
-    """``nb2pipe job run NOTEBOOK`` or ``nb2pipe run PIPELINE_DIR``, with ``-p`` pairs and ``--json``."""
-    verb = ["job", "run"] if request.kind == "job" else ["run"]
-    argv = [sys.executable, "-m", "nb2pipe", *verb, request.target]
+def cli_arguments(request: LaunchRequest) -> list[str]:
+    """``job run NOTEBOOK`` or ``run PIPELINE_DIR``, with ``-p`` pairs and ``--json``: what follows ``nb2pipe``."""
+    argv = ["job", "run"] if request.kind == "job" else ["run"]
+    argv.append(request.target)
     for name, value in request.parameters.items():
         argv += ["-p", name, parameter_text(value)]
     return [*argv, "--json"]
 
 
-def parameter_text(value: Any) -> str:
-    """The ``-p`` text that :func:`nb2pipe.parameters.coerce` reads back as the same typed value."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return repr(value)  # 'nan', 'inf' and plain floats all parse back
-    return python_literal(value)
+def cli_command(request: LaunchRequest) -> list[str]:
+    """``python -m nb2pipe`` followed by :func:`cli_arguments`."""
+    return [sys.executable, "-m", "nb2pipe", *cli_arguments(request)]
 
 
 def run_environment(request: LaunchRequest, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -244,26 +240,26 @@ class SubprocessLauncher:
         argv = list((self.command or cli_command)(request))
         env = run_environment(request, self.env)
         if self.standbys is not None and request.kind == "job":
-            handle = self._hand_over(request, argv, env)
+            handle = self._hand_over(request, env)
             if handle is not None:
                 return handle
-        if request.log_path is None:
-            process = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
-        else:
-            request.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(request.log_path, "ab") as log:
-                process = subprocess.Popen(
-                    argv,
-                    cwd=self.cwd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+        with contextlib.ExitStack() as stack:
+            log = None
+            if request.log_path is not None:
+                request.log_path.parent.mkdir(parents=True, exist_ok=True)
+                log = stack.enter_context(open(request.log_path, "ab"))
+            process = subprocess.Popen(
+                argv,
+                cwd=self.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT if log is not None else None,
+                start_new_session=True,
+            )
         return ProcessHandle(process)
 
-    def _hand_over(self, request: LaunchRequest, argv: list[str], env: Mapping[str, str]) -> Handle | None:
+    def _hand_over(self, request: LaunchRequest, env: Mapping[str, str]) -> Handle | None:
         """Give the run to a standby of the notebook's kernel, if one is alive; None to start it cold."""
         from .standby import notebook_kernel
 
@@ -271,7 +267,7 @@ class SubprocessLauncher:
         kernel = notebook_kernel(request.target, self._kernels)
         while kernel is not None and (standby := self.standbys.take(kernel)) is not None:
             cwd = self.cwd if self.cwd is not None else os.getcwd()  # where a cold run would start
-            if standby.hand_over(argv[3:], env, request.log_path, cwd):  # argv[:3] is `python -m nb2pipe`
+            if standby.hand_over(cli_arguments(request), env, request.log_path, cwd):
                 self.standbys.handed_over(standby)
                 return ProcessHandle(standby.process)
         return None

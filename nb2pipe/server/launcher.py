@@ -25,18 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
+from ..parameters import parameter_text
 from ..runstore import HOME_ENV, new_run_id
 
 RUN_ID_ENV: Final = "NB2PIPE_RUN_ID"
 KINDS: Final = {"pipeline": ("run",), "job": ("job", "run")}
 _TAIL = 4000
-
-
-def parameter_text(value: Any) -> str:
-    """The ``-p`` text for a typed value: strings as they are, everything else as a Python literal."""
-    if isinstance(value, str):
-        return value
-    return repr(value)
 
 
 def cli_argv(kind: str, target: str, parameters: Mapping[str, Any]) -> list[str]:

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..parameters import parameter_text
 from ..runstore import HOME_ENV, RunStore
-from .launcher import parameter_text
 
 _TIMEOUT = 60.0
 
