@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from .dataflow import Flow, build_flow
 from .effects import StateEffect
 from .emit import Rendered, render
 from .errors import Nb2PipeError, NotebookFormatError, UnsupportedCodeError
+from .gcpause import collector_paused
 from .magics import parse_cell
 from .notebook import Notebook, read_notebook
 from .output import LOCK, WriteReport, stale_files, write_package
@@ -71,24 +70,6 @@ def _state_table(extra_state: Mapping[str, str] | None) -> dict[str, StateEffect
     return {q: StateEffect(k, "set") for q, k in (extra_state or {}).items()}
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for the block (the caller's setting is restored after).
-
-    An analysis allocates hundreds of thousands of syntax-tree nodes that stay alive until it ends and hold no
-    reference cycles worth collecting; the collector would walk them again and again (a fifth of the time on a
-    1,000-cell notebook) and free nothing. Memory is still released as usual (reference counting).
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def analyze(
     notebook: str | Path | Notebook,
     *,
@@ -101,7 +82,7 @@ def analyze(
     Raises :class:`~nb2pipe.errors.Nb2PipeError` (with the file, cell and cause) for anything that cannot become
     a pipeline that computes what the notebook computes.
     """
-    with _collector_paused():
+    with collector_paused():
         return _analyze(notebook, name=name, keep_magics=keep_magics, extra_state=extra_state)
 
 

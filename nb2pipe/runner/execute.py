@@ -11,7 +11,6 @@ within it.
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import importlib
 import io
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..gcpause import collector_paused
 from . import serialize, state
 from .cache import META, STATE, VALUES, Cache, file_hash
 
@@ -247,13 +247,8 @@ def import_stage(module: str) -> Any:
     """
     if module in sys.modules:
         return sys.modules[module]
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         return importlib.import_module(module)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def warm(request: Warm) -> None:
