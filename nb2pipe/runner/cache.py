@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Final
 
 #: Bump when the key recipe or the entry layout changes: old entries then simply stop matching.
-KEY_FORMAT: Final = 1
+KEY_FORMAT: Final = 2
 META: Final = "meta.json"
 VALUES: Final = "values.bin"
 STATE: Final = "state.bin"

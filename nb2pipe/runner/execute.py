@@ -101,16 +101,22 @@ _KEEP = 200_000
 _BUNDLES: dict[str, dict[str, Any]] = {}
 
 
-def _load_inputs(task: Task) -> dict[str, Any]:
+def _load_inputs(task: Task, cache: Cache) -> tuple[dict[str, Any], serialize.Loader]:
     entries = {Path(entry).name: Path(entry) for entry in task.inputs.values()}
+
+    def locate(key: str) -> Path | None:
+        path = cache.entry_path(key)
+        return path if path.is_dir() else None
+
     # One loader for all producers: each bundle is read once, names that were one object there stay one object
-    # here, and a value one producer handed on from another is that other producer's object (or, when the
-    # handing stage changed it in place, its newer copy: those bundles are read first).
-    loader = serialize.Loader(entries)
+    # here, and a value one producer handed on from another, or pulled out of another's value, is that other
+    # producer's object (or, when the handing stage changed it in place, its newer copy: those bundles are read
+    # first). The stage's own bundle is written with the same loader, to refer back to these objects.
+    loader = serialize.Loader(entries, locate)
     first = sorted(entries, key=lambda key: not serialize.supersedes(entries[key] / VALUES))
     for key in first:
         loader.load(entries[key] / VALUES, key)
-    return {name: loader.objects[(Path(entry).name, name)] for name, entry in task.inputs.items()}
+    return {name: loader.objects[(Path(entry).name, name)] for name, entry in task.inputs.items()}, loader
 
 
 def _load_state(task: Task) -> dict[str, Any]:
@@ -291,7 +297,7 @@ def execute(task: Task, worker: str = "") -> Result:
     failure: Failure | None = None
     outputs: dict[str, str] = {}
     try:
-        kwargs = _load_inputs(task)
+        kwargs, loader = _load_inputs(task, cache)
         snapshot = _load_state(task)
     except Exception as exc:  # a cache entry vanished under us (cache clear during a run)
         failure = Failure("input", type(exc).__name__, str(exc))
@@ -324,7 +330,7 @@ def execute(task: Task, worker: str = "") -> Result:
             failure = Failure("exception", type(exc).__name__, str(exc), cell, line, source, text)
     if failure is None:
         try:
-            outputs = _publish(task, cache, returned, printed, sources)
+            outputs = _publish(task, cache, returned, printed, sources, loader)
         except serialize.UnserializableValue as exc:
             consumers = tuple(task.consumers.get(exc.name, ()))
             failure = Failure("serialize", "UnserializableValue", exc.cause, variable=exc.name, consumers=consumers)
@@ -343,13 +349,18 @@ def execute(task: Task, worker: str = "") -> Result:
 
 
 def _publish(
-    task: Task, cache: Cache, returned: dict[str, Any], printed: _Output, sources: dict[str, serialize.Source]
+    task: Task,
+    cache: Cache,
+    returned: dict[str, Any],
+    printed: _Output,
+    sources: dict[str, serialize.Source],
+    loader: serialize.Loader,
 ) -> dict[str, str]:
     import json
     import pickle
 
     with cache.writing(task.key) as work:
-        written = serialize.dump({k: returned[k] for k in task.outputs}, work / VALUES, sources)
+        written = serialize.dump({k: returned[k] for k in task.outputs}, work / VALUES, sources, loader)
         snapshot = state.capture(task.state_out)
         state_hashes: dict[str, str] = {}
         if snapshot:

@@ -10,10 +10,21 @@ their pages are touched. Measured against ``.npy`` files and Parquet (``benchmar
 so NumPy arrays and DataFrames use it rather than a separate file format. Values plain pickle refuses (lambdas,
 classes defined inside a stage) fall back to cloudpickle, which pickles them by value.
 
-Identity across stages: an output that IS one of the stage's inputs, or contains it (``y = x``,
-``models = [m, other]``), and that the stage did not change, is written as a reference to that input, so a later
-stage reading both gets one object, as the notebook does. The bundle also keeps a copy of every input it refers to,
-so it can always be read on its own (a producer's entry may be cleared from the cache).
+Identity across stages, three ways, so a later stage reading values from several producers gets one object
+wherever the notebook has one:
+
+- an output that IS one of the stage's inputs, or contains it (``y = x``, ``models = [m, other]``), and that the
+  stage did not change, is written as a reference to that input;
+- an output that is an object pulled out of an unchanged input (``best = models[0]``, ``best = max(models, ...)``,
+  ``est = search.best_estimator_``), or a container of such objects, is written as a reference to that object in
+  the producer's bundle: its position in that bundle's pickle memo, which the same bytes reproduce on every read
+  (the producer's stream digest is recorded, and a reference is only followed into those same bytes);
+- an input the stage changed in place is written by value, in this bundle's own stream (so what was pulled out of
+  it stays inside it), and its memo position is recorded: for a stage reading both, this copy *supersedes* the
+  producer's, as the notebook's name sees the change too.
+
+The bundle also keeps a copy of everything it refers to, so it can always be read on its own (a producer's entry
+may be cleared from the cache).
 
 Each output also gets its own content hash (the digest of its own pickle, buffers included): that is what the
 cache keys of the stages reading it are made of, and what ``--json`` reports, with the output's format.
@@ -21,13 +32,15 @@ cache keys of the stages reading it are made of, and what ``--json`` reports, wi
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import io
 import json
 import mmap
 import pickle
 import struct
-from collections.abc import Callable, Mapping
+import types
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -38,6 +51,8 @@ _LEN: Final = struct.Struct("<Q")
 ALIGN: Final = 64
 #: Bundles at least this large are memory-mapped on read instead of read into memory.
 MMAP_FROM: Final = 1 << 20
+#: Containers longer than this are not searched for objects pulled out of an input (they are written by value).
+WALK_LIMIT: Final = 100_000
 
 
 class UnserializableValue(Exception):
@@ -81,34 +96,81 @@ class Source:
 
 
 class _RefPickler:
-    """Pickle outputs, writing each unchanged input they are or contain as a reference (``persistent_id``)."""
+    """Pickle outputs, writing what they share with the stage's unchanged inputs as references (``persistent_id``).
 
-    def __init__(self, kind: str, sources: Mapping[str, Source]) -> None:
+    ``origins`` is the loader that read the inputs: it knows where in which producer's bundle an object came from.
+    Only the outputs themselves and the items of builtin containers among them (:func:`_pulled_candidates`) are
+    looked up there: that is where an object pulled out of an input ends up (``best = models[0]``,
+    ``top = [models[0], models[2]]``), and looking deeper would tie an output to its inputs through shared
+    library internals (an index two frames share) for nothing.
+    """
+
+    def __init__(
+        self, kind: str, sources: Mapping[str, Source], origins: Loader | None = None, candidates: Iterable[Any] = ()
+    ) -> None:
         self.kind = kind
         self.by_id = {id(s.value): name for name, s in sources.items() if _referable(s.value)}
         self.sources = sources
+        #: Input name -> whether its content hash is still the one it was loaded with.
         self.unchanged: dict[str, bool] = {}
+        #: Input name -> ids of every object its pickle holds (to tell which input a pulled-out object is part of).
+        self.contents: dict[str, frozenset[int]] = {}
         self.used: set[str] = set()
+        #: Inputs the stage changed in place: written by value here, they supersede the producer's copy.
+        self.changed: set[str] = set()
+        pulled = [obj for obj in candidates if id(obj) not in self.by_id]
+        self.origin = origins.origins(pulled) if origins is not None and pulled else {}
+        #: (producer entry, memo index) -> (the object, the input it is part of).
+        self.parts: dict[tuple[str, int], tuple[Any, str]] = {}
 
-    def persistent_id(self, obj: Any) -> Any:
-        name = self.by_id.get(id(obj))
-        if name is None:
-            return None
+    def _is_unchanged(self, name: str) -> bool:
         if name not in self.unchanged:
             source = self.sources[name]
-            self.unchanged[name] = value_digest(source.value, self.kind)[0] == source.hash
-        self.used.add(name)
-        # Changed in place by this stage: the producer's copy is stale; this bundle's copy supersedes it for a
-        # stage that reads both (in the notebook, the input's name sees the change too).
-        return ("input" if self.unchanged[name] else "changed", name)
+            digest, ids = _digest(source.value, self.kind, keep_ids=True)
+            self.unchanged[name] = digest[0] == source.hash
+            self.contents[name] = ids
+        return self.unchanged[name]
 
-    def dumps(self, value: Any, buffers: list[pickle.PickleBuffer]) -> bytes:
+    def _unchanged_container(self, oid: int) -> str | None:
+        """The name of an unchanged input that holds the object ``oid`` (then the object is unchanged too)."""
+        for name in self.by_id.values():
+            if self._is_unchanged(name) and oid in self.contents[name]:
+                return name
+        return None
+
+    def persistent_id(self, obj: Any) -> Any:
+        oid = id(obj)
+        name = self.by_id.get(oid)
+        if name is not None:
+            if self._is_unchanged(name):
+                self.used.add(name)
+                return ("input", name)
+            # Changed in place by this stage: written here by value, with what was pulled out of it inside.
+            self.changed.add(name)
+            return None
+        where = self.origin.get(oid)
+        if where is not None:
+            container = self._unchanged_container(oid)
+            if container is not None:
+                self.parts[where] = (obj, container)
+                return ("part", *where)
+        return None
+
+    def dumps(self, value: Any, buffers: list[pickle.PickleBuffer]) -> tuple[bytes, dict[int, int]]:
+        """The pickle stream, and the memo positions (by object id) of the changed inputs written in it."""
         out = io.BytesIO()
         pickler = _pickler_class(self.kind)(out, protocol=5, buffer_callback=buffers.append)
-        if self.by_id:
+        if self.by_id or self.origin:
             pickler.persistent_id = self.persistent_id  # type: ignore[method-assign]
         pickler.dump(value)
-        return out.getvalue()
+        positions: dict[int, int] = {}
+        if self.changed:
+            memo = pickler.memo.copy()
+            for name in self.changed:
+                oid = id(self.sources[name].value)
+                if oid in memo:
+                    positions[oid] = memo[oid][0]
+        return out.getvalue(), positions
 
 
 def _referable(value: Any) -> bool:
@@ -116,13 +178,50 @@ def _referable(value: Any) -> bool:
     return not isinstance(value, (int, float, complex, bool, str, bytes, type(None)))
 
 
-def _choose(values: Mapping[str, Any], sources: Mapping[str, Source]) -> tuple[str, _RefPickler, bytes, list[Any]]:
+_NOT_PULLED = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType, enum.Enum)
+
+
+def _pullable(value: Any) -> bool:
+    """Whether ``value`` has an identity a notebook relies on: a mutable container, an array, an instance.
+
+    Not classes, functions, modules or enum members (pickled by name, they come back as themselves), nor
+    interpreter-shared singletons such as NumPy's dtypes, which every array of that dtype shares.
+    """
+    if isinstance(value, (list, dict, set, bytearray)):
+        return True
+    if not _referable(value) or isinstance(value, _NOT_PULLED):
+        return False
+    return hasattr(value, "__dict__") or hasattr(type(value), "__array_interface__")
+
+
+def _pulled_candidates(values: Mapping[str, Any], depth: int = 3) -> list[Any]:
+    """The outputs, and the items of builtin containers among them (nested up to ``depth``), worth looking up."""
+    found: dict[int, Any] = {}
+    todo = [(v, 0) for v in values.values()]
+    while todo:
+        value, level = todo.pop()
+        if id(value) in found:
+            continue
+        if _pullable(value):
+            found[id(value)] = value
+        if level >= depth or type(value) not in (list, tuple, dict, set, frozenset) or len(value) > WALK_LIMIT:
+            continue
+        items = value.values() if type(value) is dict else value
+        todo.extend((item, level + 1) for item in items if not isinstance(item, (int, float, str, bool)))
+    return list(found.values())
+
+
+def _choose(
+    values: Mapping[str, Any], sources: Mapping[str, Source], origins: Loader | None
+) -> tuple[str, _RefPickler, bytes, dict[int, int], list[Any]]:
     last: Exception | None = None
+    candidates = _pulled_candidates(values) if origins is not None and origins.has_read() else []
     for kind in ("pickle", "cloudpickle"):
         buffers: list[pickle.PickleBuffer] = []
-        pickler = _RefPickler(kind, sources)
+        pickler = _RefPickler(kind, sources, origins, candidates)
         try:
-            return kind, pickler, pickler.dumps(dict(values), buffers), buffers
+            data, positions = pickler.dumps(dict(values), buffers)
+            return kind, pickler, data, positions, buffers
         except Exception as exc:
             last = exc
     # Find the culprit, so the message names the variable.
@@ -139,8 +238,8 @@ def _type_name(value: Any) -> str:
     return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
-def value_digest(value: Any, kind: str = "pickle") -> tuple[str, int, int]:
-    """Content hash of one value (sha256 of its pickle and out-of-band buffers), its buffer count and bytes."""
+def _digest(value: Any, kind: str, keep_ids: bool = False) -> tuple[tuple[str, int, int], frozenset[int]]:
+    """:func:`value_digest`, and with ``keep_ids`` the ids of the objects the pickle holds (its memo)."""
     digest = hashlib.sha256()
     sizes: list[int] = []
 
@@ -149,13 +248,22 @@ def value_digest(value: Any, kind: str = "pickle") -> tuple[str, int, int]:
         sizes.append(raw.nbytes)
         digest.update(raw)
 
+    out = io.BytesIO()
+    pickler = _pickler_class(kind)(out, protocol=5, buffer_callback=take)
     try:
-        data = _pickler(kind)(value, protocol=5, buffer_callback=take)
+        pickler.dump(value)
     except Exception:
-        digest, sizes = hashlib.sha256(), []
-        data = _pickler("cloudpickle")(value, protocol=5, buffer_callback=take)
-    digest.update(data)
-    return digest.hexdigest(), len(sizes), sum(sizes)
+        digest, sizes, out = hashlib.sha256(), [], io.BytesIO()
+        pickler = _pickler_class("cloudpickle")(out, protocol=5, buffer_callback=take)
+        pickler.dump(value)
+    digest.update(out.getbuffer())
+    ids = frozenset(pickler.memo.copy()) if keep_ids else frozenset()
+    return (digest.hexdigest(), len(sizes), sum(sizes)), ids
+
+
+def value_digest(value: Any, kind: str = "pickle") -> tuple[str, int, int]:
+    """Content hash of one value (sha256 of its pickle and out-of-band buffers), its buffer count and bytes."""
+    return _digest(value, kind)[0]
 
 
 def value_hash(value: Any, kind: str = "pickle") -> str:
@@ -177,27 +285,45 @@ class Written:
     formats: dict[str, dict[str, Any]]
 
 
-def dump(values: Mapping[str, Any], path: Path, sources: Mapping[str, Source] | None = None) -> Written:
-    """Write ``values`` as one bundle at ``path``; unchanged ``sources`` (the stage's inputs) become references."""
-    kind, pickler, data, buffers = _choose(values, sources or {})
-    refs = {name: (sources or {})[name] for name in sorted(pickler.used)}
+def dump(
+    values: Mapping[str, Any],
+    path: Path,
+    sources: Mapping[str, Source] | None = None,
+    origins: Loader | None = None,
+) -> Written:
+    """Write ``values`` as one bundle at ``path``.
+
+    ``sources`` are the stage's inputs and ``origins`` the loader that read them: what the outputs share with
+    unchanged inputs becomes a reference (see the module's docstring).
+    """
+    sources = sources or {}
+    kind, pickler, data, positions, buffers = _choose(values, sources, origins)
+    refs = {name: sources[name] for name in sorted(pickler.used)}
+    kept: dict[Any, Any] = {n: s.value for n, s in refs.items()}
+    kept.update({("part", *where): obj for where, (obj, _) in sorted(pickler.parts.items())})
     copies: list[Any] = []
-    copy = _pickler(kind)({n: s.value for n, s in refs.items()}, protocol=5, buffer_callback=copies.append)
+    copy = _pickler(kind)(kept, protocol=5, buffer_callback=copies.append)
     sections: list[Any] = [data, *(b.raw() for b in buffers), copy, *(b.raw() for b in copies)]
     offsets, pos = [], 0
     for part in sections:
         pos += _pad(pos)
         offsets.append(pos)
         pos += memoryview(part).nbytes
+    supersedes = {
+        name: [sources[name].entry, positions[id(sources[name].value)]]
+        for name in sorted(pickler.changed)
+        if id(sources[name].value) in positions
+    }
     header = {
         "serializer": kind,
         "layout": 2,
         "sections": [[o, memoryview(p).nbytes] for o, p in zip(offsets, sections, strict=True)],
         "buffers": len(buffers),
         "refs": {n: s.entry for n, s in refs.items()},
-        "changed": sorted(n for n in refs if not pickler.unchanged[n]),
+        "parts": {entry: origins.stream_digest(entry) for entry, _ in pickler.parts} if origins else {},
+        "supersedes": supersedes,
     }
-    head = json.dumps(header).encode()
+    head = json.dumps(header, sort_keys=True).encode()
     start = len(MAGIC) + _LEN.size + len(head)
     with open(path, "wb") as fh:
         fh.write(MAGIC)
@@ -209,16 +335,19 @@ def dump(values: Mapping[str, Any], path: Path, sources: Mapping[str, Source] | 
             fh.write(b"\0" * (offset - written))
             fh.write(part)
             written = offset + memoryview(part).nbytes
+    part_of = {id(obj): container for obj, container in pickler.parts.values()}
     hashes, formats = {}, {}
     for name, value in values.items():
         digest, count, size = value_digest(value, kind)
         hashes[name] = digest
         fmt: dict[str, Any] = {"format": f"{kind}+buffers" if count else kind, "buffers": count, "bytes": size}
-        same = next((n for n, s in refs.items() if s.value is value), None)
+        same = next((n for n, s in sources.items() if s.value is value and (n in refs or n in supersedes)), None)
         if same is not None:
             fmt["same_as"] = same
-            if not pickler.unchanged[same]:
+            if same in supersedes:
                 fmt["changed_in_place"] = True
+        elif id(value) in part_of:
+            fmt["part_of"] = part_of[id(value)]
         formats[name] = fmt
     return Written(kind, hashes, formats)
 
@@ -241,21 +370,76 @@ def supersedes(path: Path) -> bool:
         if fh.read(len(MAGIC)) != MAGIC:
             return False
         (hlen,) = _LEN.unpack(fh.read(_LEN.size))
-        return bool(json.loads(fh.read(hlen)).get("changed"))
+        header = json.loads(fh.read(hlen))
+        return bool(header.get("changed") or header.get("supersedes"))
+
+
+_MISSING: Final = object()
 
 
 class Loader:
     """Reads bundles for one stage, keeping one object per (producer entry, name) across all of them.
 
     A value is ``objects[(entry, name)]``: the first bundle that provides it wins, so bundles holding an input
-    changed in place are read first (:func:`supersedes`) and their copy replaces the producer's stale one.
+    changed in place are read first (:func:`supersedes`) and their copy replaces the producer's stale one. The
+    loader also keeps each entry's unpickler memo, so a reference into a producer's bundle resolves to the very
+    object read from it, and the stage's own :func:`dump` can tell where a pulled-out object came from.
     """
 
-    def __init__(self, entries: Mapping[str, Path] | None = None) -> None:
+    def __init__(
+        self, entries: Mapping[str, Path] | None = None, locate: Callable[[str], Path | None] | None = None
+    ) -> None:
         #: Entry key -> directory of the entries this stage reads (references to them are resolved there).
         self.entries = dict(entries or {})
+        #: Finds any other entry's directory (an entry referred to through a producer), or ``None``.
+        self.locate = locate
         self.objects: dict[tuple[str, str], Any] = {}
         self.loaded: dict[str, dict[str, Any]] = {}
+        self._unpicklers: dict[str, pickle.Unpickler] = {}
+        self._memos: dict[str, dict[int, Any]] = {}
+        self._streams: dict[str, memoryview] = {}
+        self._digests: dict[str, str] = {}
+
+    def has_read(self) -> bool:
+        """Whether any entry's bundle has been read (only then can an output come from one)."""
+        return bool(self._unpicklers)
+
+    def _memo(self, entry: str) -> dict[int, Any]:
+        if entry not in self._memos:
+            self._memos[entry] = self._unpicklers[entry].memo.copy()
+        return self._memos[entry]
+
+    def stream_digest(self, entry: str) -> str:
+        """sha256 of entry's pickle stream: memo positions in it hold for exactly these bytes."""
+        if entry not in self._digests:
+            self._digests[entry] = hashlib.sha256(self._streams[entry]).hexdigest()
+        return self._digests[entry]
+
+    def origins(self, objects: Iterable[Any]) -> dict[int, tuple[str, int]]:
+        """Object id -> (entry, memo position) of those of ``objects`` read from an entry's bundle."""
+        wanted = {id(obj) for obj in objects}
+        found: dict[int, tuple[str, int]] = {}
+        for entry in list(self._unpicklers):
+            for index, obj in self._memo(entry).items():
+                if id(obj) in wanted and id(obj) not in found:
+                    found[id(obj)] = (entry, index)
+        return found
+
+    def _directory(self, entry: str) -> Path | None:
+        if entry in self.entries:
+            return self.entries[entry]
+        return self.locate(entry) if self.locate is not None else None
+
+    def _part(self, entry: str, index: int, digest: str | None, name: str) -> Any:
+        """The object at ``index`` of ``entry``'s memo, if that entry's bytes are the ones referred to."""
+        if entry not in self._unpicklers:
+            directory = self._directory(entry)
+            if directory is None or not (directory / name).is_file():
+                return _MISSING
+            self.load(directory / name, entry)
+        if entry not in self._unpicklers or self.stream_digest(entry) != digest:
+            return _MISSING
+        return self._memo(entry).get(index, _MISSING)
 
     def load(self, path: Path, entry: str | None = None) -> dict[str, Any]:
         """The values of the bundle at ``path`` (the ``values.bin`` of entry ``entry``)."""
@@ -278,32 +462,54 @@ class Loader:
                 pos += size
             values: dict[str, Any] = pickle.loads(data, buffers=buffers)  # noqa: S301 - our own cache
         else:
-            base = start + _pad(start)
-            parts = [view[base + o : base + o + n] for o, n in header["sections"]]
-            count = header["buffers"]
-            refs: dict[str, str] = header["refs"]
-            copies: list[dict[str, Any]] = []
-
-            def resolve(pid: Any) -> Any:
-                kind, name = pid
-                key = (refs[name], name)
-                if kind == "changed" or (key not in self.objects and refs[name] not in self.entries):
-                    if not copies:
-                        copy = parts[count + 1]
-                        copies.append(pickle.loads(copy, buffers=parts[count + 2 :]))  # noqa: S301
-                    if kind == "changed" or key not in self.objects:
-                        self.objects[key] = copies[0][name]
-                elif key not in self.objects:
-                    self.load(self.entries[refs[name]] / path.name, refs[name])
-                return self.objects[key]
-
-            unpickler = pickle.Unpickler(io.BytesIO(parts[0]), buffers=parts[1 : count + 1])  # noqa: S301
-            unpickler.persistent_load = resolve  # type: ignore[method-assign]
-            values = unpickler.load()
+            values = self._load_layout2(path, view, start + _pad(start), header, entry)
         if entry is not None:
             self.loaded[entry] = values
             for name, value in values.items():
                 self.objects.setdefault((entry, name), value)
+        return values
+
+    def _load_layout2(
+        self, path: Path, view: memoryview, base: int, header: dict[str, Any], entry: str | None
+    ) -> dict[str, Any]:
+        parts = [view[base + o : base + o + n] for o, n in header["sections"]]
+        count = header["buffers"]
+        refs: dict[str, str] = header["refs"]
+        copies: list[dict[Any, Any]] = []
+
+        def copy() -> dict[Any, Any]:
+            if not copies:
+                copies.append(pickle.loads(parts[count + 1], buffers=parts[count + 2 :]))  # noqa: S301
+            return copies[0]
+
+        def resolve(pid: Any) -> Any:
+            if pid[0] == "part":  # an object pulled out of a producer's value
+                found = self._part(pid[1], pid[2], header["parts"].get(pid[1]), path.name)
+                return copy()[tuple(pid)] if found is _MISSING else found
+            kind, name = pid
+            key = (refs[name], name)
+            if kind == "changed":  # written by an earlier version: the copy supersedes the producer's
+                self.objects[key] = copy()[name]
+            elif key not in self.objects:
+                directory = self._directory(refs[name])
+                if directory is not None and (directory / path.name).is_file():
+                    self.load(directory / path.name, refs[name])
+                if key not in self.objects:
+                    self.objects[key] = copy()[name]
+            return self.objects[key]
+
+        unpickler = pickle.Unpickler(io.BytesIO(parts[0]), buffers=parts[1 : count + 1])  # noqa: S301
+        unpickler.persistent_load = resolve  # type: ignore[method-assign]
+        values: dict[str, Any] = unpickler.load()
+        if entry is not None:
+            self._unpicklers[entry] = unpickler
+            self._streams[entry] = parts[0]
+        superseding = header.get("supersedes") or {}
+        if superseding:
+            memo = unpickler.memo.copy()
+            for name, (producer, index) in superseding.items():
+                if index in memo:
+                    self.objects[(producer, name)] = memo[index]
         return values
 
 

@@ -1,7 +1,8 @@
 """Identity across stage boundaries: names bound to one object in the notebook are one object in the pipeline.
 
 Within one stage's outputs this is the bundle's pickle memo; across stages it is the references a bundle keeps to
-the inputs it hands on unchanged (``y = x``, ``ms = [m, ...]``), resolved against the producers' values.
+the inputs it hands on unchanged (``y = x``, ``ms = [m, ...]``) and to the objects it pulls out of them
+(``best = models[0]``), resolved against the producers' values.
 """
 
 from __future__ import annotations
@@ -80,3 +81,92 @@ def test_an_input_changed_in_place_through_another_name_is_seen_under_both(tmp_p
     assert report.status == "succeeded", [o.failure for o in report.stages]
     values = _values(next(o for o in report.stages if o.name == "check").location)
     assert (values["n"], values["same"]) == (scope["n"], scope["same"]) == (3, True)
+
+
+def _run_cells(tmp_path: Path, home: Path, cells: list[tuple[str, list[str]]], stage: str) -> dict[str, object]:
+    report = run(make_notebook(tmp_path, cells), home)
+    assert report.status == "succeeded", [o.failure for o in report.stages]
+    return _values(next(o for o in report.stages if o.name == stage).location)
+
+
+MODELS = (
+    "class Model:\n    def __init__(self, score):\n        self.score = score\n        self.fitted = False\n"
+    "models = [Model(0.5), Model(0.9), Model(0.7)]\nregistry = {'by_name': {'a': models[0]}}"
+)
+
+
+@pytest.mark.parametrize(
+    "pull",
+    [
+        "best = models[1]",
+        "best = max(models, key=lambda m: m.score)",
+        "best = registry['by_name']['a'] if False else models[1]",
+        "best = [m for m in models if m.score > 0.8][0]",
+    ],
+)
+def test_an_object_pulled_out_of_an_input_is_the_same_object_downstream(tmp_path: Path, home: Path, pull: str) -> None:
+    # `best = max(models)` in one stage, `models` read straight from its producer in a later one: in the notebook
+    # `best is models[1]`, so a change through one name is seen through the other.
+    cells = [
+        (MODELS, ["stage:make"]),
+        (pull, ["stage:pick"]),
+        ("same = best is models[1]\nbest.fitted = True\nseen = models[1].fitted", ["stage:check"]),
+        ("result = (same, seen)", ["stage:report"]),
+    ]
+    values = _run_cells(tmp_path, home, cells, "check")
+    assert (values["same"], values["seen"]) == (True, True)
+
+
+def test_containers_of_pulled_out_objects_keep_them(tmp_path: Path, home: Path) -> None:
+    cells = [
+        (MODELS, ["stage:make"]),
+        ("top = {'first': models[0], 'pair': (models[1], models[2])}\nranked = sorted(models, key=id)", ["stage:pick"]),
+        (
+            "same = top['first'] is models[0] and top['pair'][1] is models[2] and set(map(id, ranked)) == "
+            "set(map(id, models)) and registry['by_name']['a'] is top['first']",
+            ["stage:check"],
+        ),
+        ("result = same", ["stage:report"]),
+    ]
+    assert _run_cells(tmp_path, home, cells, "check")["same"] is True
+
+
+def test_a_pulled_out_object_changed_by_its_stage_is_not_replaced_by_the_stale_original(
+    tmp_path: Path, home: Path
+) -> None:
+    # The stage changes the object it pulled out: downstream `best` must be the changed one, never the producer's.
+    cells = [
+        (MODELS, ["stage:make"]),
+        ("best = models[1]\nbest.fitted = True", ["stage:pick"]),
+        ("fitted = best.fitted\nscore = best.score", ["stage:check"]),
+        ("result = (fitted, score)", ["stage:report"]),
+    ]
+    values = _run_cells(tmp_path, home, cells, "check")
+    assert (values["fitted"], values["score"]) == (True, 0.9)
+
+
+def test_an_object_pulled_out_of_an_input_the_stage_grows_stays_inside_it(tmp_path: Path, home: Path) -> None:
+    # `best = models[0]; models.append(...)`: both handed on by the same stage, one object downstream.
+    cells = [
+        (MODELS, ["stage:make"]),
+        ("best = models[0]\nmodels.append(Model(0.1))", ["stage:pick"]),
+        ("same = best is models[0]\nn = len(models)", ["stage:check"]),
+        ("result = (same, n)", ["stage:report"]),
+    ]
+    values = _run_cells(tmp_path, home, cells, "check")
+    assert (values["same"], values["n"]) == (True, 4)
+
+
+@pytest.mark.kernel
+def test_verify_agrees_when_a_pulled_out_object_is_changed_downstream(tmp_path: Path, home: Path) -> None:
+    from nb2pipe.runner.verify import verify
+
+    cells = [
+        (MODELS, ["stage:make"]),
+        ("best = max(models, key=lambda m: m.score)", ["stage:pick"]),
+        ("best.fitted = True\nseen = models[1].fitted", ["stage:check"]),
+        ("result = seen", ["stage:report"]),
+    ]
+    report = verify(make_notebook(tmp_path, cells), home=home)
+    assert report.pipeline_status == "succeeded"
+    assert report.divergences == [], report.divergences

@@ -118,3 +118,74 @@ def test_formats_are_shown_by_run_json_and_cache_ls(tmp_path: Path) -> None:
     assert "arr: pickle+buffers" in listing.stdout and "label: pickle" in listing.stdout
     rows = json.loads(cli(["cache", "ls", "--json"], home).stdout)
     assert {r["stage"]: r["formats"] for r in rows}["make"] == {"arr": "pickle+buffers", "label": "pickle"}
+
+
+class Model:
+    def __init__(self, score: float) -> None:
+        self.score = score
+
+
+def _producer(directory: Path, values: dict[str, object]) -> tuple[serialize.Loader, dict[str, object]]:
+    """Write ``values`` as a producer's entry and read them back as a stage would (its loader, its inputs)."""
+    directory.mkdir(parents=True)
+    serialize.dump(values, directory / "values.bin")
+    loader = serialize.Loader({directory.name: directory})
+    return loader, loader.load(directory / "values.bin", directory.name)
+
+
+def _sources(entry: str, inputs: dict[str, object]) -> dict[str, serialize.Source]:
+    return {n: serialize.Source(entry, serialize.value_hash(v), v) for n, v in inputs.items()}
+
+
+def test_an_object_pulled_out_of_an_input_refers_into_the_producers_bundle(tmp_path: Path) -> None:
+    loader, got = _producer(tmp_path / "a", {"models": [Model(0.5), Model(0.9)], "n": 2})
+    best = max(got["models"], key=lambda m: m.score)  # type: ignore[attr-defined]
+    written = serialize.dump({"best": best}, tmp_path / "values.bin", _sources("a", got), loader)
+    assert written.formats["best"]["part_of"] == "models"
+    # Read with the producer's entry at hand: one object, as in the notebook.
+    reader = serialize.Loader({"a": tmp_path / "a"})
+    models = reader.load(tmp_path / "a" / "values.bin", "a")["models"]
+    assert reader.load(tmp_path / "values.bin")["best"] is models[1]  # type: ignore[index]
+    # Read on its own (the producer's entry cleared): the bundle's own copy, the same value.
+    alone = serialize.load(tmp_path / "values.bin")["best"]
+    assert isinstance(alone, Model) and alone.score == 0.9
+
+
+def test_a_reference_is_not_followed_into_a_producer_whose_bytes_changed(tmp_path: Path) -> None:
+    # A producer re-run under the same key (a cleared cache, unseeded randomness) may lay its pickle out
+    # differently: memo positions then mean other objects, so the bundle's own copy is used.
+    loader, got = _producer(tmp_path / "a", {"models": [Model(0.5), Model(0.9)]})
+    serialize.dump({"best": got["models"][0]}, tmp_path / "values.bin", _sources("a", got), loader)  # type: ignore[index]
+    serialize.dump({"models": [[Model(0.1)], Model(0.2)]}, tmp_path / "a" / "values.bin")
+    reader = serialize.Loader({"a": tmp_path / "a"})
+    reader.load(tmp_path / "a" / "values.bin", "a")
+    best = reader.load(tmp_path / "values.bin")["best"]
+    assert isinstance(best, Model) and best.score == 0.5
+
+
+def test_a_producer_reached_through_another_is_located_in_the_cache(tmp_path: Path) -> None:
+    # a -> b hands `models` on unchanged (a reference to a); c pulls `best` out of it. A stage reading b and c
+    # (not a) still gets one object: a's entry is found through `locate`.
+    loader_b, got_b = _producer(tmp_path / "a", {"models": [Model(0.5), Model(0.9)]})
+    (tmp_path / "b").mkdir()
+    serialize.dump({"models": got_b["models"]}, tmp_path / "b" / "values.bin", _sources("a", got_b), loader_b)
+    loader_c = serialize.Loader({"b": tmp_path / "b"}, lambda key: tmp_path / key)
+    models = loader_c.load(tmp_path / "b" / "values.bin", "b")["models"]
+    (tmp_path / "c").mkdir()
+    sources = {"models": serialize.Source("b", serialize.value_hash(models), models)}
+    serialize.dump({"best": models[1]}, tmp_path / "c" / "values.bin", sources, loader_c)  # type: ignore[index]
+    reader = serialize.Loader({"b": tmp_path / "b", "c": tmp_path / "c"}, lambda key: tmp_path / key)
+    models_d = reader.load(tmp_path / "b" / "values.bin", "b")["models"]
+    assert reader.load(tmp_path / "c" / "values.bin", "c")["best"] is models_d[1]  # type: ignore[index]
+
+
+def test_shared_singletons_do_not_tie_an_output_to_its_inputs(tmp_path: Path) -> None:
+    # Every float64 array shares one dtype object; an output built from an input must not refer into it for that.
+    loader, got = _producer(tmp_path / "a", {"arr": np.arange(3.0), "df": pd.DataFrame({"v": [1.0]})})
+    out = {"doubled": got["arr"] * 2, "cols": got["df"][["v"]]}  # type: ignore[operator,index]
+    serialize.dump(out, tmp_path / "values.bin", _sources("a", got), loader)
+    with open(tmp_path / "values.bin", "rb") as fh:
+        fh.seek(len(serialize.MAGIC))
+        (hlen,) = serialize._LEN.unpack(fh.read(serialize._LEN.size))
+        header = json.loads(fh.read(hlen))
+    assert header["parts"] == {} and header["refs"] == {}
