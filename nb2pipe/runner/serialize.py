@@ -420,9 +420,12 @@ class Loader:
         wanted = {id(obj) for obj in objects}
         found: dict[int, tuple[str, int]] = {}
         for entry in list(self._unpicklers):
-            for index, obj in self._memo(entry).items():
-                if id(obj) in wanted and id(obj) not in found:
-                    found[id(obj)] = (entry, index)
+            memo = self._memo(entry)
+            ids = list(map(id, memo.values()))  # at C speed: a memo may hold millions of objects
+            hits = wanted.intersection(ids).difference(found)
+            if hits:
+                indices = list(memo)
+                found.update((oid, (entry, indices[ids.index(oid)])) for oid in hits)
         return found
 
     def _directory(self, entry: str) -> Path | None:
