@@ -1,7 +1,8 @@
 """Aliases between top-level names: ``g = model.graph`` makes ``g`` a part of ``model``.
 
-A change of ``model`` is a change of ``g``, so :mod:`nb2pipe.dataflow` versions them together and the stage
-that changes ``model`` hands on both, in one bundle (where pickle keeps them one object). Found by
+A change of ``model`` is a change of ``g``, and a change made through ``g`` (``g.x = 1``, ``g.fit()``) is a
+change of ``model``, so :mod:`nb2pipe.dataflow` versions them together and the stage that changes either hands
+on both, in one bundle (where pickle keeps them one object). Found by
 ``nb2pipe verify``'s input checks on dowhy's do-sampler demo (``nx_graph = model._graph._graph``, then
 ``model.identify_effect()``).
 """
@@ -29,17 +30,30 @@ def alias_of(stmt: cst.CSTNode) -> tuple[str, str] | None:
 
 
 def partners(
-    aliases: Mapping[int, tuple[str, str]], name: str, pos: int, last_binding: Callable[[str, int], int | None]
-) -> list[str]:
-    """The names that are, at ``pos``, parts of ``name``'s object: aliases not rebound since they were made.
+    aliases: Mapping[int, tuple[str, str]],
+    name: str,
+    pos: int,
+    last_binding: Callable[[str, int], int | None],
+    through: bool = False,
+) -> list[tuple[str, bool]]:
+    """The names that, at ``pos``, share ``name``'s object, each with whether it is the object ``name`` is part of.
 
-    Only that direction: a change of ``model`` may change ``model.graph``, so ``g`` gets a new version too. A
-    change through ``g`` does change ``model``, but most such aliases are read-only views (``X = bunch.data``), and
-    versioning the whole object for each would send it across every stage; ``nb2pipe verify``'s input checks name
-    the stage when that is missed.
+    A change of ``model`` may change ``model.graph``, so ``g`` gets a new version too. A change made *through*
+    ``best = models[1]`` (``through``: ``best.fit(...)``, ``best.x = 1``) changes ``models``, so ``models`` gets
+    one as well, and a later stage reads both from the stage that changed them, in one bundle. Passing ``best`` to
+    a function we know nothing about is only *maybe* a change (see :mod:`nb2pipe.effects`): that is not carried
+    back to ``models``, or every helper called with a view (``X = bunch.data; clean(X)``) would send the whole
+    object on from stage to stage; ``nb2pipe verify``'s input checks name the stage when it was a change. An alias
+    counts while neither name has been rebound since it was made.
     """
     out = []
     for alias_pos, (alias, root) in aliases.items():
-        if name == root and alias_pos < pos and last_binding(alias, pos) == alias_pos:
-            out.append(alias)
+        if alias_pos >= pos or last_binding(alias, pos) != alias_pos:
+            continue
+        if name == root:
+            out.append((alias, False))
+        elif through and name == alias:
+            bound = last_binding(root, pos)
+            if bound is not None and bound < alias_pos:
+                out.append((root, True))
     return out

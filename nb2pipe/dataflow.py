@@ -350,7 +350,7 @@ class _Walk:
         _add(stage.declared, name)
         return True
 
-    def mutate(self, unit: Unit, name: str, stage: StageFlow, seen: set[int]) -> None:
+    def mutate(self, unit: Unit, name: str, stage: StageFlow, seen: set[int], through: bool = False) -> None:
         site = self.read(unit, name, stage, seen)
         if site is None and name not in unit.binds and name not in stage.local_names:
             return
@@ -363,9 +363,9 @@ class _Walk:
         self.bind(name, Site(unit.pos, "data", stage.name, True, unit))
         stage.local_names.add(name)
         self.alias_done.add((unit.pos, name))
-        for other in partners(self.aliases, name, unit.pos, self.last_binding):
+        for other, whole in partners(self.aliases, name, unit.pos, self.last_binding, through):
             if (unit.pos, other) not in self.alias_done:
-                self.mutate(unit, other, stage, seen)
+                self.mutate(unit, other, stage, seen, through=whole)
 
     def last_binding(self, name: str, pos: int) -> int | None:
         """Where ``name`` was last bound (not merely changed) before ``pos``."""
@@ -430,7 +430,7 @@ class _Walk:
             return
         header_sites = [self.read(unit, name, stage, seen) for name in unit.reads]
         for name in unit.mutates:
-            self.mutate(unit, name, stage, seen)
+            self.mutate(unit, name, stage, seen, through=name in unit.changes)
         for eff in unit.state:
             self.touch_state(unit, eff, stage)
         for name in unit.deletes:

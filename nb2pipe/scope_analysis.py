@@ -60,6 +60,9 @@ class Unit:
     unrun_reads: set[str] = field(default_factory=set)
     #: Names whose object the statement may modify.
     mutates: list[str] = field(default_factory=list)
+    #: Those of ``mutates`` changed through the name itself (``x.a = 1``, ``x[0] = 1``, ``x.fit()``), not only
+    #: passed to a call that may change its arguments: a change through an alias changes the aliased object.
+    changes: list[str] = field(default_factory=list)
     #: Names removed with ``del``.
     deletes: list[str] = field(default_factory=list)
     #: Names bound by ``except ... as name``: Python deletes them when the handler ends.
@@ -166,6 +169,8 @@ class _Facts(cst.CSTVisitor):
         self.extra_state = extra_state
         #: (Name node, why) for possibly mutated names.
         self.mutated: list[cst.Name] = []
+        #: Ids of those of ``mutated`` that are only passed to a call that may change its arguments.
+        self.passed: set[int] = set()
         #: (node, effect) for state effects; node locates the statement.
         self.state: list[tuple[cst.CSTNode, StateEffect]] = []
         self.files: list[tuple[cst.CSTNode, str, str]] = []
@@ -279,6 +284,7 @@ class _Facts(cst.CSTVisitor):
             root = _root_name(arg.value)
             if root is not None:
                 self.mutated.append(root)
+                self.passed.add(id(root))
 
 
 def _is_false(expr: cst.BaseExpression) -> bool:
@@ -385,7 +391,7 @@ class ModuleAnalysis:
         for name in match_names.values():
             self._bind(name.value, name)
         for mutated in self.facts.mutated:
-            self._mutate(mutated)
+            self._mutate(mutated, id(mutated) not in self.facts.passed)
         for where, eff in self.facts.state:
             pos, chain = self.locate(where)
             unit = units[pos]
@@ -509,7 +515,7 @@ class ModuleAnalysis:
         if not self.conditional(chain):
             unit.definite.add(name)
 
-    def _mutate(self, node: cst.Name) -> None:
+    def _mutate(self, node: cst.Name, through: bool) -> None:
         scope = self.scopes.get(id(node))
         if scope is None:
             return
@@ -530,6 +536,8 @@ class ModuleAnalysis:
             _add(unit.deferred_mutates, node.value)
         elif unit.kind == "code" or unit.kind == "def":
             _add(unit.mutates, node.value)
+            if through:
+                _add(unit.changes, node.value)
 
 
 def analyze_cells(

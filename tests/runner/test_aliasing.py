@@ -170,3 +170,15 @@ def test_verify_agrees_when_a_pulled_out_object_is_changed_downstream(tmp_path: 
     report = verify(make_notebook(tmp_path, cells), home=home)
     assert report.pipeline_status == "succeeded"
     assert report.divergences == [], report.divergences
+
+
+def test_a_change_through_a_pulled_out_object_reaches_its_container_downstream(tmp_path: Path, home: Path) -> None:
+    # `best = models[1]; best.fitted = True`: the notebook's `models[1]` is fitted too, and still `best`.
+    cells = [
+        (MODELS, ["stage:make"]),
+        ("best = models[1]\nbest.fitted = True", ["stage:fit"]),
+        ("seen = models[1].fitted\nsame = best is models[1]", ["stage:check"]),
+        ("result = (seen, same)", ["stage:report"]),
+    ]
+    values = _run_cells(tmp_path, home, cells, "check")
+    assert (values["seen"], values["same"]) == (True, True)

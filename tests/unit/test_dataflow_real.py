@@ -108,3 +108,29 @@ def test_a_change_through_one_name_of_an_object_is_a_change_of_its_alias(tmp_pat
     assert s["f"].inputs == {"graph": "e"}
     assert "graph" not in s["e"].inputs  # rebound: no longer part of `model`
     assert_compiles(a)
+
+
+def test_a_change_through_a_part_is_a_change_of_the_object_it_is_part_of(tmp_path):
+    # `best = models[1]; best.fit(...)`: in the notebook `models[1]` is fitted too, so a later stage reading
+    # `models` must get it from the stage that fitted `best`, in the same bundle (one object).
+    a = run(
+        tmp_path,
+        [
+            ("models = [[0], [1]]\nsearch = {'best': [2]}", ["stage:a"]),
+            ("best = models[1]\nbest.append(5)", ["stage:b"]),
+            ("print(best, models)", ["stage:c"]),
+            ("def helper(v):\n    return len(v)", ["shared"]),
+            # Read, and passed to a function that may change it: only maybe a change, `search` is not handed on.
+            ("est = search['best']\nn = len(est) + helper(est)", ["stage:d"]),
+            ("print(search)", ["stage:e"]),
+            ("models = [[9]]\nbest.append(6)", ["stage:f"]),  # `models` rebound: no longer holds `best`
+            ("print(models, best)", ["stage:g"]),
+        ],
+    )
+    s = stages(a)
+    assert set(s["b"].outputs) >= {"models", "best"}
+    assert s["c"].inputs == {"best": "b", "models": "b"}
+    assert s["e"].inputs == {"search": "a"}
+    assert s["g"].inputs == {"models": "f", "best": "f"}
+    assert "models" not in s["f"].inputs
+    assert_compiles(a)
