@@ -98,14 +98,27 @@ def load_target(target: str | os.PathLike[str], home: Path) -> Pipeline:
     )
 
 
-def _from_notebook(path: Path, home: Path) -> Pipeline:
+def converter_fingerprint() -> str:
+    """sha256 of the converter's own source (the modules at the package's top level) and nb2pipe's version.
+
+    A notebook converted on the fly is kept under its bytes *and* this, so a converter that changed -- an upgrade,
+    or an editable install on a developer's checkout -- converts it again instead of running a stale package.
+    Reading ~250 KB of source costs well under a millisecond.
+    """
     from .. import __version__
 
+    digest = hashlib.sha256(__version__.encode())
+    for source in sorted(Path(__file__).resolve().parents[1].glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _from_notebook(path: Path, home: Path) -> Pipeline:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise TargetError(f"{path}: cannot read the notebook: {exc.strerror or exc}") from None
-    digest = hashlib.sha256(data + b"\0" + __version__.encode()).hexdigest()
+    digest = hashlib.sha256(data + b"\0" + converter_fingerprint().encode()).hexdigest()
     store = home / "packages" / f"{path.stem[:40]}-{digest[:20]}"
     found = sorted(store.glob("*/pipeline.json")) if store.is_dir() else []
     if not found:

@@ -34,6 +34,22 @@ def test_first_run_runs_everything_and_rerun_runs_nothing(tmp_path: Path, home: 
     assert [o.outputs for o in second.stages] == [o.outputs for o in first.stages]
 
 
+def test_a_notebook_is_converted_again_when_the_converter_changed(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nb2pipe.runner import target
+
+    nb = make_notebook(tmp_path, CHAIN)
+    run(nb, home)
+    run(nb, home)
+    assert len(list((home / "packages").iterdir())) == 1  # the same converter: the package is reused
+    monkeypatch.setattr(target, "converter_fingerprint", lambda: "a converter edited on a developer's checkout")
+    again = run(nb, home)
+    assert len(list((home / "packages").iterdir())) == 2
+    # Same code out of the new converter here: the stages' versions, so their cache entries, are the same.
+    assert set(statuses(again).values()) == {"cached"}
+
+
 def test_comment_only_edit_runs_no_stage(tmp_path: Path, home: Path) -> None:
     run(make_notebook(tmp_path, CHAIN), home)
     edited = [*CHAIN]
