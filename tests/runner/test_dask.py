@@ -116,3 +116,24 @@ def test_local_cluster_when_no_address_is_given(tmp_path: Path) -> None:
     cells = [("a = 2", ["stage:one"]), ("b = a * 21", ["stage:two"]), ("c = b", ["stage:three"])]
     report = run(make_notebook(tmp_path, cells), tmp_path / "store", executor="dask", workers=1)
     assert report.status == "succeeded" and {o.status for o in report.stages} == {"ran"}
+
+
+def test_identity_across_stages_holds_on_the_cluster(tmp_path: Path, scheduler: str) -> None:
+    # Workers are other processes, possibly other machines: references into producers' bundles resolve there too.
+    from nb2pipe.runner import serialize
+
+    cells = [
+        ("models = [{'score': 0.5}, {'score': 0.9}]", ["stage:make"]),
+        ("best = max(models, key=lambda m: m['score'])\nalso = models", ["stage:pick"]),
+        (
+            "same = best is models[1] and also is models\nbest['seen'] = True\nseen = 'seen' in models[1]",
+            ["stage:check"],
+        ),
+        ("result = (same, seen)", ["stage:report"]),
+    ]
+    report = run(
+        make_notebook(tmp_path, cells), tmp_path / "store", executor="dask", executor_options={"scheduler": scheduler}
+    )
+    assert report.status == "succeeded", [o.failure for o in report.stages]
+    values = serialize.load(Path(report.stages[2].location or "") / "values.bin")
+    assert (values["same"], values["seen"]) == (True, True)
