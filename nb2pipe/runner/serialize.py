@@ -131,9 +131,13 @@ class _RefPickler:
             self.contents[name] = ids
         return self.unchanged[name]
 
-    def _unchanged_container(self, oid: int) -> str | None:
-        """The name of an unchanged input that holds the object ``oid`` (then the object is unchanged too)."""
-        for name in self.by_id.values():
+    def _unchanged_container(self, oid: int, entry: str) -> str | None:
+        """The name of an unchanged input that holds the object ``oid`` (then the object is unchanged too).
+
+        Each input tried is hashed, so those read from ``entry``, where the object came from, are tried first.
+        """
+        names = sorted(self.by_id.values(), key=lambda name: self.sources[name].entry != entry)
+        for name in names:
             if self._is_unchanged(name) and oid in self.contents[name]:
                 return name
         return None
@@ -150,7 +154,7 @@ class _RefPickler:
             return None
         where = self.origin.get(oid)
         if where is not None:
-            container = self._unchanged_container(oid)
+            container = self._unchanged_container(oid, where[0])
             if container is not None:
                 self.parts[where] = (obj, container)
                 return ("part", *where)
@@ -433,13 +437,13 @@ class Loader:
             return self.entries[entry]
         return self.locate(entry) if self.locate is not None else None
 
-    def _part(self, entry: str, index: int, digest: str | None, name: str) -> Any:
+    def _part(self, entry: str, index: int, digest: str | None, filename: str) -> Any:
         """The object at ``index`` of ``entry``'s memo, if that entry's bytes are the ones referred to."""
         if entry not in self._unpicklers:
             directory = self._directory(entry)
-            if directory is None or not (directory / name).is_file():
+            if directory is None or not (directory / filename).is_file():
                 return _MISSING
-            self.load(directory / name, entry)
+            self.load(directory / filename, entry)
         if entry not in self._unpicklers or self.stream_digest(entry) != digest:
             return _MISSING
         return self._memo(entry).get(index, _MISSING)
