@@ -18,6 +18,9 @@ Run it from the repository root::
 4. Serialization of the values between stages (CPU time, best of 5): the runner's bundle (pickle 5, raw aligned
    buffers, memory-mapped when large) against ``.npy`` files for an array and Parquet (when pyarrow is installed)
    for DataFrames -- the measurements behind the choice of format in ``nb2pipe/runner/serialize.py``.
+5. What keeping identity across stages costs a stage's write (CPU time, best of 5): the same outputs written with
+   the references to the producer's objects (the lookup in what the stage read, the hash of an input an output was
+   pulled out of) and without.
 
 Prints Markdown tables and writes ``benchmarks/results/run.json``. Exit code 0 when every target is met.
 """
@@ -174,6 +177,69 @@ def serialization(work: Path) -> list[dict[str, object]]:
     return rows
 
 
+class _Model:
+    """A fitted model's stand-in: some parameters in an array."""
+
+    def __init__(self, seed: int) -> None:
+        import numpy as np
+
+        self.coef = np.random.default_rng(seed).random(6250)  # 50 KB
+
+
+def identity_cost(work: Path) -> list[dict[str, object]]:
+    """CPU time of a stage's write with the references that keep identity across stages, and without.
+
+    A stage reads its inputs from a producer's bundle; its write then looks its outputs up in what it read (the
+    producers' pickle memos) and hashes an input an output was pulled out of, to know it unchanged.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from nb2pipe.runner import serialize
+
+    def cpu(fn: Callable[[], object]) -> float:
+        best_s = float("inf")
+        for _ in range(5):
+            gc.collect()
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            fn()
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            best_s = min(best_s, after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime)
+        return round(best_s, 4)
+
+    cases: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], dict[str, Any]]]] = [
+        (
+            "new DataFrame from 300k records + 80 MB array",
+            {"records": [{"a": i, "b": float(i)} for i in range(300_000)], "arr": np.random.rand(10_000_000)},
+            lambda got: {"df": pd.DataFrame({"s": got["arr"][:100_000]}), "n": len(got["records"])},
+        ),
+        (
+            "best = max(models) of 200 models (10 MB)",
+            {"models": [_Model(i) for i in range(200)]},
+            lambda got: {"best": max(got["models"], key=lambda m: m.coef[0])},
+        ),
+    ]
+    rows: list[dict[str, object]] = []
+    for name, inputs, stage in cases:
+        producer = work / "producer"
+        producer.mkdir(exist_ok=True)
+        serialize.dump(inputs, producer / "values.bin")
+        loader = serialize.Loader({"producer": producer})
+        got = loader.load(producer / "values.bin", "producer")
+        sources = {k: serialize.Source("producer", serialize.value_hash(v), v) for k, v in got.items()}
+        outputs = stage(got)
+        rows.append(
+            {
+                "case": name,
+                "plain_write_s": cpu(lambda o=outputs: serialize.dump(o, work / "out.bin")),
+                "identity_write_s": cpu(
+                    lambda o=outputs, s=sources, ld=loader: serialize.dump(o, work / "out.bin", s, ld)
+                ),
+            }
+        )
+    return rows
+
+
 def _touch(value: Any) -> float:
     """Read every number of an array or DataFrame (a memory-mapped one is paged in here)."""
     import numpy as np
@@ -277,6 +343,7 @@ def main() -> int:
             "rerun_s": round(t_chain_rerun, 3),
         },
         "serialization": serialization(work),
+        "identity": identity_cost(work),
         "targets": targets,
     }
     print("| notebook | nb2pipe run (first) | plain script | papermill | run/script | run/papermill | re-run |")
@@ -295,6 +362,10 @@ def main() -> int:
             f"| {v['value']} | {v['bundle_write_s']} s | {v['bundle_read_s']} s | {v.get('other', '-')} | "
             f"{v.get('other_write_s', '-')} s | {v.get('other_read_s', '-')} s |"
         )
+    print("\n| a stage's write | without references | with references (identity across stages) |")
+    print("| --- | ---: | ---: |")
+    for v in result["identity"]:  # type: ignore[attr-defined]
+        print(f"| {v['case']} | {v['plain_write_s']} s | {v['identity_write_s']} s |")
     c = result["chain100"]
     print(
         f"\n100-stage chain: {c['run_s']:.2f} s (plain script {c['script_s']:.2f} s) -> "
