@@ -228,15 +228,18 @@ def identity_cost(work: Path) -> list[dict[str, object]]:
         got = loader.load(producer / "values.bin", "producer")
         sources = {k: serialize.Source("producer", serialize.value_hash(v), v) for k, v in got.items()}
         outputs = stage(got)
-        rows.append(
-            {
-                "case": name,
-                "plain_write_s": cpu(lambda o=outputs: serialize.dump(o, work / "out.bin")),
-                "identity_write_s": cpu(
-                    lambda o=outputs, s=sources, ld=loader: serialize.dump(o, work / "out.bin", s, ld)
-                ),
-            }
-        )
+
+        def plain(outputs: dict[str, Any] = outputs) -> object:
+            return serialize.dump(outputs, work / "out.bin")
+
+        def keeping_identity(
+            outputs: dict[str, Any] = outputs,
+            sources: dict[str, serialize.Source] = sources,
+            loader: serialize.Loader = loader,
+        ) -> object:
+            return serialize.dump(outputs, work / "out.bin", sources, loader)
+
+        rows.append({"case": name, "plain_write_s": cpu(plain), "identity_write_s": cpu(keeping_identity)})
     return rows
 
 
@@ -326,6 +329,7 @@ def main() -> int:
         "rerun<0.5s": all(r["rerun_s"] < 0.5 for r in rows) and t_chain_rerun < 0.5,
         "per_stage<20ms": per_stage_ms < 20,
     }
+    identity = identity_cost(work)
     result = {
         "machine": {
             "python": platform.python_version(),
@@ -343,7 +347,7 @@ def main() -> int:
             "rerun_s": round(t_chain_rerun, 3),
         },
         "serialization": serialization(work),
-        "identity": identity_cost(work),
+        "identity": identity,
         "targets": targets,
     }
     print("| notebook | nb2pipe run (first) | plain script | papermill | run/script | run/papermill | re-run |")
@@ -364,8 +368,8 @@ def main() -> int:
         )
     print("\n| a stage's write | without references | with references (identity across stages) |")
     print("| --- | ---: | ---: |")
-    for v in result["identity"]:  # type: ignore[attr-defined]
-        print(f"| {v['case']} | {v['plain_write_s']} s | {v['identity_write_s']} s |")
+    for row in identity:
+        print(f"| {row['case']} | {row['plain_write_s']} s | {row['identity_write_s']} s |")
     c = result["chain100"]
     print(
         f"\n100-stage chain: {c['run_s']:.2f} s (plain script {c['script_s']:.2f} s) -> "
