@@ -113,22 +113,24 @@ def _cpu_min(fn: Callable[[], float], n: int) -> tuple[float, float]:
     return min(walls), min(cpus)
 
 
+def best_cpu(fn: Callable[[], object]) -> float:
+    """Best CPU time (user + sys of this process) of 5 calls of ``fn``, each after a collection."""
+    best_s = float("inf")
+    for _ in range(5):
+        gc.collect()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        fn()
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        best_s = min(best_s, after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime)
+    return round(best_s, 4)
+
+
 def serialization(work: Path) -> list[dict[str, object]]:
     """CPU time to write and read a value with the runner's bundle, ``.npy`` and Parquet (when installed)."""
     import numpy as np
     import pandas as pd
 
     from nb2pipe.runner import serialize
-
-    def cpu(fn: Callable[[], object]) -> float:
-        best_s = float("inf")
-        for _ in range(5):
-            gc.collect()
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            fn()
-            after = resource.getrusage(resource.RUSAGE_SELF)
-            best_s = min(best_s, after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime)
-        return round(best_s, 4)
 
     rng = np.random.default_rng(0)
     n = 500_000
@@ -156,22 +158,22 @@ def serialization(work: Path) -> list[dict[str, object]]:
     for name, value in values.items():
         row: dict[str, object] = {
             "value": name,
-            "bundle_write_s": cpu(lambda v=value: serialize.dump({"v": v}, bundle)),
+            "bundle_write_s": best_cpu(lambda v=value: serialize.dump({"v": v}, bundle)),
             # Reading only maps the file; touching every page is part of the cost, so it is counted.
-            "bundle_read_s": cpu(lambda: _touch(serialize.load(bundle)["v"])),
+            "bundle_read_s": best_cpu(lambda: _touch(serialize.load(bundle)["v"])),
             "bundle_mb": round(bundle.stat().st_size / 1e6, 1),
         }
         if isinstance(value, np.ndarray):
             path = other.with_suffix(".npy")
             row["other"] = ".npy"
-            row["other_write_s"] = cpu(lambda v=value, p=path: np.save(p, v))
-            row["other_read_s"] = cpu(lambda p=path: _touch(np.load(p, mmap_mode="c")))
+            row["other_write_s"] = best_cpu(lambda v=value, p=path: np.save(p, v))
+            row["other_read_s"] = best_cpu(lambda p=path: _touch(np.load(p, mmap_mode="c")))
             row["other_mb"] = round(path.stat().st_size / 1e6, 1)
         elif parquet:
             path = other.with_suffix(".parquet")
             row["other"] = "parquet"
-            row["other_write_s"] = cpu(lambda v=value, p=path: v.to_parquet(p))
-            row["other_read_s"] = cpu(lambda p=path: _touch(pd.read_parquet(p)))
+            row["other_write_s"] = best_cpu(lambda v=value, p=path: v.to_parquet(p))
+            row["other_read_s"] = best_cpu(lambda p=path: _touch(pd.read_parquet(p)))
             row["other_mb"] = round(path.stat().st_size / 1e6, 1)
         rows.append(row)
     return rows
@@ -196,16 +198,6 @@ def identity_cost(work: Path) -> list[dict[str, object]]:
     import pandas as pd
 
     from nb2pipe.runner import serialize
-
-    def cpu(fn: Callable[[], object]) -> float:
-        best_s = float("inf")
-        for _ in range(5):
-            gc.collect()
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            fn()
-            after = resource.getrusage(resource.RUSAGE_SELF)
-            best_s = min(best_s, after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime)
-        return round(best_s, 4)
 
     cases: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], dict[str, Any]]]] = [
         (
@@ -239,7 +231,7 @@ def identity_cost(work: Path) -> list[dict[str, object]]:
         ) -> object:
             return serialize.dump(outputs, work / "out.bin", sources, loader)
 
-        rows.append({"case": name, "plain_write_s": cpu(plain), "identity_write_s": cpu(keeping_identity)})
+        rows.append({"case": name, "plain_write_s": best_cpu(plain), "identity_write_s": best_cpu(keeping_identity)})
     return rows
 
 
