@@ -111,8 +111,9 @@ class _RefPickler:
         self.kind = kind
         self.by_id = {id(s.value): name for name, s in sources.items() if _referable(s.value)}
         self.sources = sources
-        #: Input name -> whether its content hash is still the one it was loaded with.
-        self.unchanged: dict[str, bool] = {}
+        #: Input name -> its digest now (hash, buffers, bytes), computed when needed: unchanged when the hash is
+        #: still the one it was loaded with. An output that is the input reuses it.
+        self.digests: dict[str, tuple[str, int, int]] = {}
         #: Input name -> ids of every object its pickle holds (to tell which input a pulled-out object is part of).
         self.contents: dict[str, frozenset[int]] = {}
         self.used: set[str] = set()
@@ -124,12 +125,9 @@ class _RefPickler:
         self.parts: dict[tuple[str, int], tuple[Any, str]] = {}
 
     def _is_unchanged(self, name: str) -> bool:
-        if name not in self.unchanged:
-            source = self.sources[name]
-            digest, ids = _digest(source.value, self.kind, keep_ids=True)
-            self.unchanged[name] = digest[0] == source.hash
-            self.contents[name] = ids
-        return self.unchanged[name]
+        if name not in self.digests:
+            self.digests[name], self.contents[name] = _digest(self.sources[name].value, self.kind, keep_ids=True)
+        return self.digests[name][0] == self.sources[name].hash
 
     def _unchanged_container(self, oid: int, entry: str) -> str | None:
         """The name of an unchanged input that holds the object ``oid`` (then the object is unchanged too).
@@ -211,7 +209,7 @@ def _pulled_candidates(values: Mapping[str, Any], depth: int = 3) -> list[Any]:
         if level >= depth or type(value) not in (list, tuple, dict, set, frozenset) or len(value) > WALK_LIMIT:
             continue
         items = value.values() if type(value) is dict else value
-        todo.extend((item, level + 1) for item in items if not isinstance(item, (int, float, str, bool)))
+        todo.extend((item, level + 1) for item in items if _referable(item))
     return list(found.values())
 
 
@@ -340,9 +338,10 @@ def dump(
             fh.write(part)
             written = offset + memoryview(part).nbytes
     part_of = {id(obj): container for obj, container in pickler.parts.values()}
+    digested = {id(sources[name].value): digest for name, digest in pickler.digests.items()}
     hashes, formats = {}, {}
     for name, value in values.items():
-        digest, count, size = value_digest(value, kind)
+        digest, count, size = digested.get(id(value)) or value_digest(value, kind)
         hashes[name] = digest
         fmt: dict[str, Any] = {"format": f"{kind}+buffers" if count else kind, "buffers": count, "bytes": size}
         same = next((n for n, s in sources.items() if s.value is value and (n in refs or n in supersedes)), None)
