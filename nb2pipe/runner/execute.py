@@ -98,7 +98,6 @@ class Result:
 _INITIAL_ENV: dict[str, str] = dict(os.environ)
 #: How much of a stage's output travels back with its result (all of it stays in the run's log files).
 _KEEP = 200_000
-_BUNDLES: dict[str, dict[str, Any]] = {}
 
 
 def _load_inputs(task: Task, cache: Cache) -> tuple[dict[str, Any], serialize.Loader]:
